@@ -1,0 +1,222 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/lookatitude/beluga-ai/v2/o11y"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
+	"github.com/beluga-ai-contrib/beluga-livekit/livekitwebhook"
+)
+
+// Dev keys: exactly those of `livekit-server --dev`.
+const (
+	devKey    = "devkey"
+	devSecret = "secret"
+)
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", ":8080", "listen address")
+	path := fs.String("path", "", "webhook path (default /voice/livekit/webhooks)")
+	data := fs.String("data", "", "embedded engine data directory (default ./data)")
+	natsURL := fs.String("nats-url", "", "external NATS/JetStream URL(s), comma separated; empty runs an embedded server")
+	natsCreds := fs.String("nats-creds", "", "NATS credentials file")
+	natsCA := fs.String("nats-tls-ca", "", "NATS TLS CA file")
+	natsCert := fs.String("nats-tls-cert", "", "NATS TLS client certificate")
+	natsKey := fs.String("nats-tls-key", "", "NATS TLS client key")
+	replicas := fs.Int("replicas", 0, "stream and bucket replicas on an external cluster")
+	configFile := fs.String("config", "", "JSON config file (livekitwebhook.Config)")
+	dev := fs.Bool("dev", false, "development mode: keys devkey/secret (as livekit-server --dev), bind 127.0.0.1 only")
+	grace := fs.String("finalize-grace", "", "wait for late events after room_finished (default 10s)")
+	maxAge := fs.String("max-session-age", "", "close sessions without room_finished after this age (default 24h)")
+	adminToken := fs.String("admin-token", os.Getenv("LKWEBHOOK_ADMIN_TOKEN"), "token for the sessions, DLQ and metrics endpoints (env LKWEBHOOK_ADMIN_TOKEN)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log := newLogger(stderr, *logLevel)
+
+	cfg, err := loadServeConfig(*configFile)
+	if err != nil {
+		fmt.Fprintln(stderr, "lkwebhook serve:", err)
+		return 2
+	}
+	setIf := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	setIf(&cfg.Path, *path)
+	setIf(&cfg.DataDir, *data)
+	setIf(&cfg.NatsURL, *natsURL)
+	setIf(&cfg.NatsCreds, *natsCreds)
+	setIf(&cfg.NatsTLSCA, *natsCA)
+	setIf(&cfg.NatsTLSCert, *natsCert)
+	setIf(&cfg.NatsTLSKey, *natsKey)
+	setIf(&cfg.FinalizeGrace, *grace)
+	setIf(&cfg.MaxSessionAge, *maxAge)
+	setIf(&cfg.AdminToken, *adminToken)
+	if *replicas > 0 {
+		cfg.Replicas = *replicas
+	}
+	listen := *addr
+	if *dev {
+		cfg.APIKey, cfg.APISecret = devKey, devSecret
+		listen = loopbackOnly(listen)
+	}
+
+	shutdownTracing, err := o11y.BootstrapFromEnv(ctx, "lkwebhook")
+	if err != nil {
+		log.Warn("tracing disabled", "error", err.Error())
+	}
+	defer shutdownTracing()
+	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+	registry := prometheus.NewRegistry()
+	exporter, err := otelprom.New(otelprom.WithRegisterer(registry))
+	if err != nil {
+		fmt.Fprintln(stderr, "lkwebhook serve: metrics:", err)
+		return 1
+	}
+	meters := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
+	defer func() { _ = meters.Shutdown(context.Background()) }()
+
+	recv, err := livekitwebhook.New(cfg, livekitwebhook.WithLogger(log), livekitwebhook.WithMeterProvider(meters))
+	if err != nil {
+		fmt.Fprintln(stderr, "lkwebhook serve:", err)
+		return 2
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	err = recv.Start(startCtx)
+	cancel()
+	if err != nil {
+		fmt.Fprintln(stderr, "lkwebhook serve:", err)
+		return 1
+	}
+
+	mux := http.NewServeMux()
+	for p, h := range recv.Routes() {
+		mux.Handle(p, h)
+	}
+	mux.Handle("/healthz", healthz(recv))
+	mux.Handle("/metrics", livekitwebhook.AdminGuard(recv.Config().AdminToken,
+		promhttp.HandlerFor(registry, promhttp.HandlerOpts{})))
+	srv := &http.Server{
+		Addr:              listen,
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		fmt.Fprintln(stderr, "lkwebhook serve:", err)
+		_ = recv.Stop(context.Background())
+		return 1
+	}
+	c := recv.Config()
+	engineDesc := "embedded (data " + c.DataDir + ")"
+	if c.NatsURL != "" {
+		engineDesc = "external " + redactURL(c.NatsURL)
+	}
+	log.Info("lkwebhook serving", "addr", ln.Addr().String(), "webhook_path", c.Path,
+		"sessions_path", c.SessionsPath, "engine", engineDesc, "dev", *dev)
+	fmt.Fprintf(stdout, "lkwebhook: listening on http://%s%s\n", ln.Addr(), c.Path)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case err := <-serveErr:
+		log.Error("http server stopped", "error", err.Error())
+		_ = recv.Stop(context.Background())
+		return 1
+	case <-ctx.Done():
+	}
+	// Graceful: refuse new webhooks with 503 (LiveKit retries), let
+	// in-flight requests finish, then stop processing and the engine.
+	log.Info("shutting down")
+	recv.Drain()
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("http shutdown", "error", err.Error())
+	}
+	if err := recv.Stop(sctx); err != nil {
+		log.Warn("engine shutdown", "error", err.Error())
+	}
+	log.Info("stopped")
+	return 0
+}
+
+// loadServeConfig: defaults, then the JSON file (if any), then environment.
+func loadServeConfig(file string) (livekitwebhook.Config, error) {
+	if file != "" {
+		return livekitwebhook.LoadConfig(file)
+	}
+	return livekitwebhook.LoadConfigFromEnv()
+}
+
+func healthz(recv *livekitwebhook.Receiver) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		h := recv.Health()
+		w.Header().Set("Content-Type", "application/json")
+		if h.Status != "healthy" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		fmt.Fprintf(w, "{\"status\":%q,\"message\":%q}\n", h.Status, h.Message)
+	})
+}
+
+// loopbackOnly rewrites a listen address to bind 127.0.0.1.
+func loopbackOnly(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() || host == "localhost" {
+		return addr
+	}
+	return net.JoinHostPort("127.0.0.1", port)
+}
+
+func redactURL(u string) string {
+	var out []string
+	for _, part := range strings.Split(u, ",") {
+		if at := strings.LastIndex(part, "@"); at >= 0 {
+			if scheme := strings.Index(part, "://"); scheme >= 0 && scheme < at {
+				part = part[:scheme+3] + "***" + part[at:]
+			}
+		}
+		out = append(out, part)
+	}
+	return strings.Join(out, ",")
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+var errUsage = errors.New("usage")

@@ -1,0 +1,40 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Accepted is one verified webhook to store.
+type Accepted struct {
+	ID     string      // dedupe key: the event id, or a body-derived key
+	Event  string      // event name
+	Body   []byte      // the exact raw body LiveKit signed
+	Header nats.Header // trace context and anything else to carry along
+}
+
+// Accept stores an event durably. It returns once JetStream has acknowledged
+// the write (file storage), reporting whether the id was already stored
+// within the dedupe window. Any failure wraps ErrUnavailable.
+func (e *Engine) Accept(ctx context.Context, a Accepted) (duplicate bool, err error) {
+	if !e.Ready() {
+		return false, ErrUnavailable
+	}
+	msg := nats.NewMsg(EventSubject(a.Event))
+	msg.Data = a.Body
+	if a.Header != nil {
+		msg.Header = a.Header
+	}
+	msg.Header.Set(HeaderEvent, a.Event)
+	msg.Header.Set(HeaderReceivedAt, strconv.FormatInt(time.Now().UnixMilli(), 10))
+	ack, err := e.js.PublishMsg(ctx, msg, jetstream.WithMsgID(a.ID), jetstream.WithExpectStream(StreamEvents))
+	if err != nil {
+		return false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return ack.Duplicate, nil
+}

@@ -1,0 +1,17 @@
+// Package engine is the durable store under the receiver: NATS JetStream,
+// either an embedded nats-server (in process, file storage, nothing to
+// install) or an external NATS/JetStream deployment reached by URL. Both take
+// the same code path once connected.
+//
+// It owns the names and shapes of every stream, KV bucket and consumer, so
+// the rest of the module never spells a subject by hand:
+//
+//	LKWH_EVENTS   lkwh.events.<event>     accepted webhooks, deduplicated by event id
+//	LKWH_TASKS    lkwh.tasks.<kind>.<sid> finalize timers (work queue)
+//	LKWH_REPORTS  lkwh.reports.<session>  final session reports for downstream consumers
+//	LKWH_DLQ      lkwh.dlq.<event>        dead letters, with their last error
+//	KV lkwh_rooms    room sid -> lifecycle state (compare-and-set)
+//	KV lkwh_names    room name -> current room sid
+//	KV lkwh_reports  room sid -> final report
+//	KV lkwh_beluga   backend session id -> Beluga session id
+package engine

@@ -1,0 +1,249 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrUnavailable means the engine cannot durably store right now; the HTTP
+// layer answers 503 so that LiveKit retries.
+var ErrUnavailable = errors.New("engine unavailable")
+
+// Config selects and shapes the engine. The zero value (plus DataDir) runs an
+// embedded server.
+type Config struct {
+	// URL of an external NATS deployment; empty runs an embedded server.
+	URL string
+	// Credentials, TLS: for an external deployment.
+	CredsFile, TLSCA, TLSCert, TLSKey string
+	// DataDir holds the embedded server's file storage.
+	DataDir string
+	// Replicas of every stream and bucket (external clusters only; 1 embedded).
+	Replicas int
+	// DedupeWindow is how long an event id is remembered at intake.
+	DedupeWindow time.Duration
+	// Retention is how long accepted events stay in the stream (at least
+	// DedupeWindow: the window is rebuilt from stored messages on restart).
+	Retention time.Duration
+	// ReportRetention is how long final reports are kept.
+	ReportRetention time.Duration
+	// Name identifies the connection (shown by nats-server).
+	Name   string
+	Logger *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	if c.DedupeWindow <= 0 {
+		c.DedupeWindow = 24 * time.Hour
+	}
+	if c.Retention < c.DedupeWindow {
+		c.Retention = max(7*24*time.Hour, c.DedupeWindow)
+	}
+	if c.ReportRetention <= 0 {
+		c.ReportRetention = 30 * 24 * time.Hour
+	}
+	if c.DataDir == "" {
+		c.DataDir = "./data"
+	}
+	if c.Name == "" {
+		c.Name = "lkwebhook"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Engine is a connection to JetStream with every stream and bucket in place.
+type Engine struct {
+	cfg Config
+	srv *server.Server // nil for an external deployment
+	nc  *nats.Conn
+	js  jetstream.JetStream
+
+	Events, Tasks, Reports, DLQ jetstream.Stream
+	Rooms, Names, ReportKV      jetstream.KeyValue
+	Beluga                      jetstream.KeyValue
+}
+
+// Open starts (or connects to) JetStream and provisions streams and buckets.
+func Open(ctx context.Context, cfg Config) (*Engine, error) {
+	cfg.defaults()
+	e := &Engine{cfg: cfg}
+	opts := []nats.Option{
+		nats.Name(cfg.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		// No reconnect buffer: while disconnected a publish must fail at
+		// once, so intake answers 503 instead of acknowledging a message
+		// that only sits in this process's memory.
+		nats.ReconnectBufSize(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				cfg.Logger.Warn("engine disconnected", "error", err)
+			}
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) { cfg.Logger.Info("engine reconnected") }),
+	}
+	url := cfg.URL
+	if url == "" {
+		srv, err := startEmbedded(cfg)
+		if err != nil {
+			return nil, err
+		}
+		e.srv = srv
+		opts = append(opts, nats.InProcessServer(srv))
+	} else {
+		if cfg.CredsFile != "" {
+			opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+		}
+		if cfg.TLSCA != "" {
+			opts = append(opts, nats.RootCAs(cfg.TLSCA))
+		}
+		if cfg.TLSCert != "" {
+			opts = append(opts, nats.ClientCert(cfg.TLSCert, cfg.TLSKey))
+		}
+	}
+	nc, err := connect(ctx, url, opts)
+	if err != nil {
+		e.shutdownServer()
+		return nil, fmt.Errorf("%w: connect: %v", ErrUnavailable, err)
+	}
+	e.nc = nc
+	e.js, err = jetstream.New(nc)
+	if err == nil {
+		err = e.provision(ctx)
+	}
+	if err != nil {
+		_ = e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// connect retries the first connection until ctx ends: an external cluster
+// may still be electing leaders when the receiver starts.
+func connect(ctx context.Context, url string, opts []nats.Option) (*nats.Conn, error) {
+	for {
+		nc, err := nats.Connect(url, opts...)
+		if err == nil {
+			return nc, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func startEmbedded(cfg Config) (*server.Server, error) {
+	srv, err := server.NewServer(&server.Options{
+		ServerName: "lkwebhook-embedded",
+		JetStream:  true,
+		StoreDir:   cfg.DataDir,
+		DontListen: true,
+		NoSigs:     true,
+		NoLog:      true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats-server: %w", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return nil, fmt.Errorf("embedded nats-server: not ready after 30s")
+	}
+	return srv, nil
+}
+
+func (e *Engine) provision(ctx context.Context) error {
+	r := e.cfg.Replicas
+	streams := []struct {
+		dst *jetstream.Stream
+		cfg jetstream.StreamConfig
+	}{
+		{&e.Events, jetstream.StreamConfig{
+			Name: StreamEvents, Subjects: []string{SubjectEventsAll},
+			Storage: jetstream.FileStorage, Replicas: r, Retention: jetstream.LimitsPolicy,
+			MaxAge: e.cfg.Retention, Duplicates: e.cfg.DedupeWindow,
+		}},
+		{&e.Tasks, jetstream.StreamConfig{
+			Name: StreamTasks, Subjects: []string{SubjectTasksAll},
+			Storage: jetstream.FileStorage, Replicas: r, Retention: jetstream.WorkQueuePolicy,
+			Duplicates: e.cfg.DedupeWindow,
+		}},
+		{&e.Reports, jetstream.StreamConfig{
+			Name: StreamReports, Subjects: []string{SubjectReportsAll},
+			Storage: jetstream.FileStorage, Replicas: r, Retention: jetstream.LimitsPolicy,
+			MaxAge: e.cfg.ReportRetention, Duplicates: e.cfg.DedupeWindow,
+		}},
+		{&e.DLQ, jetstream.StreamConfig{
+			Name: StreamDLQ, Subjects: []string{SubjectDLQAll},
+			Storage: jetstream.FileStorage, Replicas: r, Retention: jetstream.LimitsPolicy,
+			Duplicates: time.Minute,
+		}},
+	}
+	for _, s := range streams {
+		st, err := e.js.CreateOrUpdateStream(ctx, s.cfg)
+		if err != nil {
+			return fmt.Errorf("%w: stream %s: %v", ErrUnavailable, s.cfg.Name, err)
+		}
+		*s.dst = st
+	}
+	buckets := []struct {
+		dst *jetstream.KeyValue
+		cfg jetstream.KeyValueConfig
+	}{
+		{&e.Rooms, jetstream.KeyValueConfig{Bucket: BucketRooms, Storage: jetstream.FileStorage, Replicas: r}},
+		{&e.Names, jetstream.KeyValueConfig{Bucket: BucketNames, Storage: jetstream.FileStorage, Replicas: r}},
+		{&e.ReportKV, jetstream.KeyValueConfig{Bucket: BucketReports, Storage: jetstream.FileStorage, Replicas: r, TTL: e.cfg.ReportRetention}},
+		{&e.Beluga, jetstream.KeyValueConfig{Bucket: BucketBeluga, Storage: jetstream.FileStorage, Replicas: r}},
+	}
+	for _, b := range buckets {
+		kv, err := e.js.CreateOrUpdateKeyValue(ctx, b.cfg)
+		if err != nil {
+			return fmt.Errorf("%w: bucket %s: %v", ErrUnavailable, b.cfg.Bucket, err)
+		}
+		*b.dst = kv
+	}
+	return nil
+}
+
+// JetStream exposes the JetStream context (processor, CLI tools, tests).
+func (e *Engine) JetStream() jetstream.JetStream { return e.js }
+
+// Conn exposes the NATS connection.
+func (e *Engine) Conn() *nats.Conn { return e.nc }
+
+// Embedded returns the embedded server, or nil when connected by URL.
+func (e *Engine) Embedded() *server.Server { return e.srv }
+
+// Ready reports whether the engine can store right now.
+func (e *Engine) Ready() bool { return e != nil && e.nc != nil && e.nc.IsConnected() }
+
+// Close drains nothing: in-flight publishes have their own contexts. It
+// closes the connection, then stops an embedded server.
+func (e *Engine) Close() error {
+	if e.nc != nil {
+		e.nc.Close()
+	}
+	e.shutdownServer()
+	return nil
+}
+
+func (e *Engine) shutdownServer() {
+	if e.srv != nil {
+		e.srv.Shutdown()
+		e.srv.WaitForShutdown()
+	}
+}

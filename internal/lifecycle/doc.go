@@ -1,0 +1,83 @@
+// Package lifecycle is the pure session state machine of the LiveKit-webhook
+// receiver: it folds webhook events of one room (one room SID) into a State
+// and derives the Session view used by the sessions API and the end-of-session
+// report.
+//
+// # Purity
+//
+// Everything here is a function over values. There is no I/O, no clock, no
+// goroutine and no global mutable state. Every time comes from an event
+// (createdAt, room creationTime/creationTimeMs, participant joinedAt/joinedAtMs)
+// or, for Expire, from the caller. Apply never mutates the State it is given
+// (slices are copied before they change), so a caller may keep the previous
+// value, for instance to compare-and-set it in a key-value store.
+//
+// State is stored as JSON: it round-trips through encoding/json exactly
+// (reflect.DeepEqual after Marshal/Unmarshal) and uses short JSON tags. It keeps
+// no metadata blobs and never the room's TURN password.
+//
+// # Order independence
+//
+// LiveKit delivers events of a room duplicated, out of order and with gaps.
+// Apply is idempotent by event id, and every field of State is combined with a
+// commutative, idempotent operation (set union, minimum, maximum, logical or),
+// so the State reached from a set of events, and therefore its Session, does
+// not depend on the order of arrival or on duplicates. In particular a
+// participant_joined arriving after that participant's participant_left does
+// not reopen it, and a room_started arriving after room_finished does not
+// "unfinish" the room. When two events that should agree disagree (which
+// LiveKit does not do for one SID), the tie is broken deterministically:
+// earliest time, highest enum value, lexicographically smallest non-empty
+// string.
+//
+// # Definitions
+//
+// All times are UTC. Event createdAt is in seconds, room and join times may
+// carry milliseconds; durations are float seconds with millisecond precision
+// and never negative.
+//
+//   - started_at: the room creation time (creationTimeMs, else creationTime,
+//     from any event carrying the room; the earliest if they differ), else the
+//     earliest event createdAt seen.
+//   - ended_at: the createdAt of room_finished (earliest if several); for an
+//     expired session the time given to Expire. Only set in an ended view.
+//   - duration_seconds: ended_at - started_at; in an active view the last
+//     (largest) event createdAt - started_at.
+//   - participant joined_at: joinedAtMs, else joinedAt, from any event about
+//     that participant SID, else the createdAt of the earliest event about it,
+//     else started_at.
+//   - participant left_at: the createdAt of its participant_left event (a late
+//     participant_left after room_finished still sets it), else, in an ended
+//     view, the room's ended_at (participants still active when the room ends
+//     are closed at room end and reported in state "left"). In an active view an
+//     active participant has no left_at and its seconds run to the last event
+//     time seen in the room.
+//   - participant state: "left" when a participant_left was seen; else
+//     "aborted" when participant_connection_aborted was seen (terminal even
+//     after a participant_joined: LiveKit only aborts sessions that never became
+//     active); else "active" (closed to "left" in an ended view). An aborted
+//     participant has 0 seconds and no left_at.
+//   - seconds: left_at - joined_at (0 for aborted); participant_seconds is their
+//     sum; participant_seconds_by_kind sums them by lower-case LiveKit kind name
+//     (standard, agent, sip, ingress, egress, connector, bridge, or "unknown"),
+//     with an entry for every kind present, even at 0.
+//   - end_reason: the RoomEndReason name of room_finished when it is known and
+//     not ROOM_END_UNKNOWN, else "".
+//   - disconnect_reason: the DisconnectReason name from participant_left (for
+//     aborted participants, from participant_connection_aborted) when known and
+//     not UNKNOWN_REASON, else "".
+//   - disposition (ended views only): "completed" when room_finished arrived and
+//     at least one participant whose kind is not agent, egress or ingress was
+//     not aborted; "connection_failed" when such participants exist but all
+//     aborted; "no_show" when there is none; "expired" when the session was
+//     closed with Expire and no room_finished was seen. A room_finished applied
+//     after Expire wins over the expiry.
+//
+// Participants are keyed by SID, never by identity: a reconnect under the same
+// identity gives two entries with two durations. Participants are listed sorted
+// by joined_at, then SID. Events without a participant SID are recorded as
+// applied but create no participant. Unknown event names are accepted, recorded
+// as applied and only contribute their createdAt (and room creation time) to
+// the room's time bounds. An event whose room SID differs from the state's is
+// recorded as applied but its payload is ignored.
+package lifecycle

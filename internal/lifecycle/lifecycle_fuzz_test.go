@@ -1,0 +1,448 @@
+package lifecycle
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"reflect"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+	"google.golang.org/protobuf/proto"
+)
+
+// genSequence is a generated event stream for one or more rooms, in the order
+// a single well-behaved sender would produce it (sorted by createdAt).
+type genSequence struct {
+	events    []*livekit.WebhookEvent
+	nameToSID map[string]string // routes ingress events, which carry no room SID
+}
+
+var genKinds = []livekit.ParticipantInfo_Kind{
+	livekit.ParticipantInfo_STANDARD, livekit.ParticipantInfo_STANDARD, livekit.ParticipantInfo_STANDARD,
+	livekit.ParticipantInfo_AGENT, livekit.ParticipantInfo_AGENT,
+	livekit.ParticipantInfo_SIP,
+	livekit.ParticipantInfo_EGRESS,
+	livekit.ParticipantInfo_INGRESS,
+	livekit.ParticipantInfo_CONNECTOR,
+	livekit.ParticipantInfo_Kind(42), // a kind this protocol version does not know
+}
+
+// generate builds a valid random event sequence for 1–3 rooms: room_started
+// (sometimes missing), participants of random kinds joining, publishing and
+// unpublishing tracks, leaving (or not), aborting, reconnecting under the
+// same identity with a new SID, egress and ingress events, unknown events,
+// room_finished (sometimes missing) with late events after it, a room_started
+// after room_finished, and random gaps.
+func generate(seed int64) genSequence {
+	r := rand.New(rand.NewPCG(uint64(seed), uint64(seed)^0x9e3779b97f4a7c15))
+	out := genSequence{nameToSID: map[string]string{}}
+	counter := 0
+	nextID := func() string {
+		counter++
+		return fmt.Sprintf("EV_%012d", counter)
+	}
+
+	nRooms := 1 + r.IntN(3)
+	for k := 0; k < nRooms; k++ {
+		sid := fmt.Sprintf("RM_%d", k)
+		name := fmt.Sprintf("room-%d", k)
+		out.nameToSID[name] = sid
+		base := int64(1_700_000_000 + r.IntN(1_000_000))
+		createdMs := base*1000 + int64(r.IntN(1000))
+		full := &livekit.Room{Sid: sid, Name: name, CreationTime: createdMs / 1000, TurnPassword: "turn-secret"}
+		if r.IntN(10) < 7 {
+			full.CreationTimeMs = createdMs
+		}
+		bare := &livekit.Room{Sid: sid, Name: name}
+		roomFor := func() *livekit.Room {
+			if r.IntN(2) == 0 {
+				return full
+			}
+			return bare
+		}
+
+		var evs []*livekit.WebhookEvent
+		add := func(ev *livekit.WebhookEvent) {
+			ev.Id = nextID()
+			evs = append(evs, ev)
+		}
+		maxT := base
+
+		if r.IntN(100) < 85 {
+			add(&livekit.WebhookEvent{Event: EventRoomStarted, CreatedAt: base, Room: full})
+		}
+
+		type open struct {
+			info func(livekit.DisconnectReason) *livekit.ParticipantInfo
+		}
+		var stillOpen []open
+
+		nPeople := r.IntN(6)
+		for j := 0; j < nPeople; j++ {
+			kind := genKinds[r.IntN(len(genKinds))]
+			identity := fmt.Sprintf("user-%d", j)
+			sessions := 1
+			if r.IntN(4) == 0 {
+				sessions = 2 // reconnect under the same identity
+			}
+			start := base + int64(r.IntN(60))
+			for sn := 0; sn < sessions; sn++ {
+				psid := fmt.Sprintf("PA_%d_%d_%d", k, j, sn)
+				joinMs := start*1000 + int64(r.IntN(1000))
+				joinMode := r.IntN(10) // 0: no join time, 1-2: seconds only, else both
+				info := func(dr livekit.DisconnectReason) *livekit.ParticipantInfo {
+					p := &livekit.ParticipantInfo{Sid: psid, Identity: identity, Kind: kind, DisconnectReason: dr}
+					switch {
+					case joinMode == 0:
+					case joinMode <= 2:
+						p.JoinedAt = joinMs / 1000
+					default:
+						p.JoinedAt = joinMs / 1000
+						p.JoinedAtMs = joinMs
+					}
+					return p
+				}
+				if r.IntN(7) == 0 { // never became active
+					t := start + int64(r.IntN(3))
+					if r.IntN(3) == 0 {
+						add(&livekit.WebhookEvent{Event: EventParticipantJoined, CreatedAt: start, Room: roomFor(), Participant: info(0)})
+					}
+					add(&livekit.WebhookEvent{Event: EventParticipantConnectionAborted, CreatedAt: t, Room: roomFor(),
+						Participant: info(livekit.DisconnectReason(r.IntN(17)))})
+					if r.IntN(4) == 0 { // odd but possible: a left for the same sid (left wins)
+						t += int64(r.IntN(20))
+						add(&livekit.WebhookEvent{Event: EventParticipantLeft, CreatedAt: t, Room: roomFor(),
+							Participant: info(livekit.DisconnectReason(r.IntN(17)))})
+					}
+					maxT = max(maxT, t)
+					continue
+				}
+				if r.IntN(10) != 0 {
+					add(&livekit.WebhookEvent{Event: EventParticipantJoined, CreatedAt: start, Room: roomFor(), Participant: info(0)})
+				}
+				end := start + 1 + int64(r.IntN(120))
+				nTracks := r.IntN(3)
+				for tr := 0; tr < nTracks; tr++ {
+					tsid := fmt.Sprintf("TR_%s_%d", psid, tr)
+					pub := start + int64(r.IntN(int(end-start)+1))
+					add(&livekit.WebhookEvent{Event: EventTrackPublished, CreatedAt: pub, Room: roomFor(),
+						Participant: info(0), Track: &livekit.TrackInfo{Sid: tsid}})
+					if r.IntN(2) == 0 {
+						add(&livekit.WebhookEvent{Event: EventTrackUnpublished, CreatedAt: end, Room: roomFor(),
+							Participant: info(0), Track: &livekit.TrackInfo{Sid: tsid}})
+					}
+				}
+				if r.IntN(4) != 0 {
+					add(&livekit.WebhookEvent{Event: EventParticipantLeft, CreatedAt: end, Room: roomFor(),
+						Participant: info(livekit.DisconnectReason(r.IntN(17)))})
+				} else {
+					stillOpen = append(stillOpen, open{info: info})
+				}
+				maxT = max(maxT, end)
+				// the next session (reconnect) joins just before this one's left
+				start = end - int64(r.IntN(3))
+			}
+		}
+
+		nEgress := r.IntN(3)
+		for e := 0; e < nEgress; e++ {
+			eid := fmt.Sprintf("EG_%d_%d", k, e)
+			ei := &livekit.EgressInfo{EgressId: eid, RoomId: sid, RoomName: name}
+			st := base + int64(r.IntN(60))
+			add(&livekit.WebhookEvent{Event: EventEgressStarted, CreatedAt: st, EgressInfo: ei})
+			if r.IntN(2) == 0 {
+				add(&livekit.WebhookEvent{Event: EventEgressUpdated, CreatedAt: st + 1, EgressInfo: ei})
+			}
+			if r.IntN(5) != 0 {
+				// may land after room_finished: egress is not ordered against room events
+				add(&livekit.WebhookEvent{Event: EventEgressEnded, CreatedAt: st + 5 + int64(r.IntN(200)), EgressInfo: ei})
+			}
+		}
+		if r.IntN(10) < 3 {
+			ii := &livekit.IngressInfo{IngressId: fmt.Sprintf("IN_%d", k), RoomName: name}
+			st := base + int64(r.IntN(30))
+			add(&livekit.WebhookEvent{Event: EventIngressStarted, CreatedAt: st, IngressInfo: ii})
+			add(&livekit.WebhookEvent{Event: EventIngressEnded, CreatedAt: st + int64(r.IntN(100)), IngressInfo: ii})
+		}
+		if r.IntN(10) < 3 {
+			add(&livekit.WebhookEvent{Event: "room_metadata_changed", CreatedAt: base + int64(r.IntN(100)), Room: bare})
+		}
+
+		if r.IntN(10) < 8 {
+			fin := maxT + int64(r.IntN(25))
+			add(&livekit.WebhookEvent{Event: EventRoomFinished, CreatedAt: fin, Room: roomFor(),
+				RoomEndReason: livekit.RoomEndReason(r.IntN(7))})
+			for _, o := range stillOpen {
+				if r.IntN(3) == 0 { // late participant_left after room_finished
+					add(&livekit.WebhookEvent{Event: EventParticipantLeft, CreatedAt: fin + int64(r.IntN(3)), Room: roomFor(),
+						Participant: o.info(livekit.DisconnectReason_ROOM_DELETED)})
+				}
+			}
+			if r.IntN(10) == 0 {
+				add(&livekit.WebhookEvent{Event: EventRoomStarted, CreatedAt: fin + 1, Room: full})
+			}
+		}
+
+		for _, ev := range evs {
+			if r.IntN(20) != 0 { // gaps: some events never arrive
+				out.events = append(out.events, ev)
+			}
+		}
+	}
+	sort.SliceStable(out.events, func(i, j int) bool { return out.events[i].CreatedAt < out.events[j].CreatedAt })
+	return out
+}
+
+// shuffleWithDuplicates returns the events in a random order with random
+// duplicates (same id; sometimes the same pointer, sometimes a deep copy).
+func shuffleWithDuplicates(evs []*livekit.WebhookEvent, seed int64) []*livekit.WebhookEvent {
+	r := rand.New(rand.NewPCG(uint64(seed), 7))
+	out := append([]*livekit.WebhookEvent(nil), evs...)
+	r.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	if len(evs) == 0 {
+		return out
+	}
+	nd := r.IntN(len(evs)/2 + 2)
+	for i := 0; i < nd; i++ {
+		d := evs[r.IntN(len(evs))]
+		if r.IntN(2) == 0 {
+			d = proto.Clone(d).(*livekit.WebhookEvent)
+		}
+		pos := r.IntN(len(out) + 1)
+		out = append(out[:pos], append([]*livekit.WebhookEvent{d}, out[pos:]...)...)
+	}
+	return out
+}
+
+func routeSID(ev *livekit.WebhookEvent, nameToSID map[string]string) string {
+	if sid := RoomSID(ev); sid != "" {
+		return sid
+	}
+	return nameToSID[RoomName(ev)]
+}
+
+// foldAll applies the events to per-room states, checking idempotency and
+// purity on every step.
+func foldAll(t *testing.T, evs []*livekit.WebhookEvent, nameToSID map[string]string) map[string]State {
+	t.Helper()
+	states := map[string]State{}
+	for i, ev := range evs {
+		sid := routeSID(ev, nameToSID)
+		if sid == "" {
+			t.Fatalf("event %d (%s) cannot be routed", i, ev.Event)
+		}
+		s, ok := states[sid]
+		if !ok {
+			s = NewState(sid, RoomName(ev))
+		}
+		seen := s.Applied(ev.Id)
+		before, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		next, applied := Apply(s, ev)
+		after, _ := json.Marshal(s)
+		if string(before) != string(after) {
+			t.Fatalf("event %d: Apply modified its input state", i)
+		}
+		if applied == seen {
+			t.Fatalf("event %d (%s): applied=%v, already seen=%v", i, ev.Id, applied, seen)
+		}
+		if !applied && !reflect.DeepEqual(next, s) {
+			t.Fatalf("event %d: duplicate changed the state", i)
+		}
+		// applying the same event again right away is a no-op
+		if again, ok := Apply(next, ev); ok || !reflect.DeepEqual(again, next) {
+			t.Fatalf("event %d: Apply is not idempotent", i)
+		}
+		states[sid] = next
+	}
+	return states
+}
+
+// checkPermutations is the property: the final state (hence the Session) of
+// a shuffled and duplicated sequence equals the in-order one. Every field of
+// State is combined by a commutative, idempotent operation over event payload
+// times, so the whole State is compared, not only the Session.
+func checkPermutations(t *testing.T, seed, shuffleSeed int64) {
+	t.Helper()
+	g := generate(seed)
+	inOrder := foldAll(t, g.events, g.nameToSID)
+	shuffled := foldAll(t, shuffleWithDuplicates(g.events, shuffleSeed), g.nameToSID)
+
+	if len(inOrder) != len(shuffled) {
+		t.Fatalf("rooms: in order %d, shuffled %d", len(inOrder), len(shuffled))
+	}
+	for sid, a := range inOrder {
+		b := shuffled[sid]
+		if !reflect.DeepEqual(a, b) {
+			ja, _ := json.Marshal(a)
+			jb, _ := json.Marshal(b)
+			t.Fatalf("room %s: state differs\nin order: %s\nshuffled: %s", sid, ja, jb)
+		}
+		checkRoundTrip(t, a)
+		sa, sb := a.Session(), b.Session()
+		if !reflect.DeepEqual(sa, sb) {
+			t.Fatalf("room %s: session differs", sid)
+		}
+		ja, _ := json.Marshal(sa)
+		jb, _ := json.Marshal(sb)
+		if string(ja) != string(jb) {
+			t.Fatalf("room %s: session JSON differs\n%s\n%s", sid, ja, jb)
+		}
+		checkSessionInvariants(t, sa)
+
+		// re-delivering everything changes nothing
+		for _, ev := range g.events {
+			if routeSID(ev, g.nameToSID) != sid {
+				continue
+			}
+			if n, ok := Apply(b, ev); ok || !reflect.DeepEqual(n, b) {
+				t.Fatalf("room %s: redelivery of %s applied again", sid, ev.Id)
+			}
+		}
+
+		if !a.Finished() {
+			end := a.LastEventTime().Add(30 * time.Second)
+			ea, eb := Expire(a, end, "max_age"), Expire(b, end, "max_age")
+			xa, xb := ea.Session(), eb.Session()
+			if !reflect.DeepEqual(xa, xb) {
+				t.Fatalf("room %s: expired session differs", sid)
+			}
+			if xa.Disposition != DispositionExpired || xa.EndedAt == nil || !xa.EndedAt.Equal(end) {
+				t.Fatalf("room %s: bad expired session %+v", sid, xa)
+			}
+			checkSessionInvariants(t, xa)
+			checkRoundTrip(t, ea)
+		}
+	}
+}
+
+// checkSessionInvariants checks what must hold for every Session.
+func checkSessionInvariants(t *testing.T, s Session) {
+	t.Helper()
+	ended := s.EndedAt != nil
+	if s.DurationSeconds < 0 || math.IsNaN(s.DurationSeconds) {
+		t.Fatalf("negative duration %v", s.DurationSeconds)
+	}
+	if ended != (s.Disposition != "") {
+		t.Fatalf("ended=%v but disposition=%q", ended, s.Disposition)
+	}
+	if !ended && s.EndReason != "" {
+		t.Fatalf("active view with end reason %q", s.EndReason)
+	}
+	if s.ParticipantSecondsByKind == nil || s.Participants == nil {
+		t.Fatal("nil map or slice in Session (would marshal as null)")
+	}
+	toMs := func(f float64) int64 { return int64(math.Round(f * 1000)) }
+	var sum int64
+	byKind := map[string]int64{}
+	for i, p := range s.Participants {
+		if p.Seconds < 0 {
+			t.Fatalf("participant %s: negative seconds %v", p.SID, p.Seconds)
+		}
+		sum += toMs(p.Seconds)
+		byKind[p.Kind] += toMs(p.Seconds)
+		switch p.State {
+		case ParticipantAborted:
+			if p.Seconds != 0 || p.LeftAt != nil {
+				t.Fatalf("aborted participant %s with seconds/left_at", p.SID)
+			}
+		case ParticipantActive:
+			if ended || p.LeftAt != nil {
+				t.Fatalf("active participant %s in ended view or with left_at", p.SID)
+			}
+		case ParticipantLeft:
+			if p.LeftAt == nil {
+				t.Fatalf("left participant %s without left_at", p.SID)
+			}
+			if want := math.Max(0, float64(p.LeftAt.UnixMilli()-p.JoinedAt.UnixMilli())/1000); p.Seconds != want {
+				t.Fatalf("participant %s: seconds %v, want %v", p.SID, p.Seconds, want)
+			}
+		default:
+			t.Fatalf("participant %s: bad state %q", p.SID, p.State)
+		}
+		if p.JoinedAt.Location() != time.UTC || (p.LeftAt != nil && p.LeftAt.Location() != time.UTC) {
+			t.Fatalf("participant %s: non-UTC time", p.SID)
+		}
+		if i > 0 {
+			q := s.Participants[i-1]
+			if p.JoinedAt.Before(q.JoinedAt) || (p.JoinedAt.Equal(q.JoinedAt) && p.SID <= q.SID) {
+				t.Fatalf("participants not sorted at %d", i)
+			}
+		}
+	}
+	if toMs(s.ParticipantSeconds) != sum {
+		t.Fatalf("participant_seconds %v != sum %v", s.ParticipantSeconds, float64(sum)/1000)
+	}
+	if len(byKind) != len(s.ParticipantSecondsByKind) {
+		t.Fatalf("by-kind keys %v vs %v", byKind, s.ParticipantSecondsByKind)
+	}
+	for k, ms := range byKind {
+		if toMs(s.ParticipantSecondsByKind[k]) != ms {
+			t.Fatalf("by kind %s: %v != %v", k, s.ParticipantSecondsByKind[k], float64(ms)/1000)
+		}
+	}
+	if s.StartedAt.Location() != time.UTC || (ended && s.EndedAt.Location() != time.UTC) {
+		t.Fatal("non-UTC session time")
+	}
+}
+
+func TestApplyPermutationsProperty(t *testing.T) {
+	for seed := int64(1); seed <= 300; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			checkPermutations(t, seed, seed*7919+13)
+		})
+	}
+}
+
+// TestGeneratorCoverage makes sure the generator exercises the interesting
+// cases, so the property test is not vacuous.
+func TestGeneratorCoverage(t *testing.T) {
+	seen := map[string]bool{}
+	for seed := int64(1); seed <= 300; seed++ {
+		g := generate(seed)
+		states := foldAll(t, g.events, g.nameToSID)
+		for _, ev := range g.events {
+			seen[ev.Event] = true
+		}
+		for _, s := range states {
+			ss := s.Session()
+			seen["disposition:"+ss.Disposition] = true
+			for _, p := range ss.Participants {
+				seen["kind:"+p.Kind] = true
+				seen["state:"+p.State] = true
+			}
+			if ss.EndReason != "" {
+				seen["end_reason"] = true
+			}
+		}
+	}
+	for _, want := range []string{
+		EventRoomStarted, EventRoomFinished, EventParticipantJoined, EventParticipantLeft,
+		EventParticipantConnectionAborted, EventTrackPublished, EventTrackUnpublished,
+		EventEgressStarted, EventEgressUpdated, EventEgressEnded, EventIngressStarted, EventIngressEnded,
+		"room_metadata_changed",
+		"disposition:" + DispositionCompleted, "disposition:" + DispositionNoShow,
+		"disposition:" + DispositionConnectionFailed, "disposition:",
+		"kind:standard", "kind:agent", "kind:sip", "kind:egress", "kind:ingress", "kind:unknown",
+		"state:active", "state:left", "state:aborted", "end_reason",
+	} {
+		if !seen[want] {
+			t.Errorf("generator never produced %q", want)
+		}
+	}
+}
+
+func FuzzApplyPermutations(f *testing.F) {
+	for _, s := range [][2]int64{{1, 2}, {7, 7}, {42, 1}, {1234, 99}, {-5, 3}, {0, 0}, {1 << 40, -1}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, seed, shuffleSeed int64) {
+		checkPermutations(t, seed, shuffleSeed)
+	})
+}

@@ -1,0 +1,218 @@
+package livekitwebhook
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/lookatitude/beluga-ai/v2/config"
+	"gopkg.in/yaml.v3"
+)
+
+// EnvPrefix is the prefix of every configuration environment variable, as
+// read by LoadConfigFromEnv (BELUGA_LIVEKIT_WEBHOOK_API_KEY, …).
+const EnvPrefix = "BELUGA_LIVEKIT_WEBHOOK"
+
+// Config configures a Receiver. It loads with Beluga's config.Load (JSON)
+// and config.LoadFromEnv (prefix EnvPrefix). Durations are strings in Go
+// syntax ("90s", "24h") because Beluga's loader cannot fill time.Duration.
+type Config struct {
+	// Enabled switches the plugin on when wired with AutoWire.
+	Enabled bool `json:"enabled"`
+	// Path is where LiveKit posts webhooks.
+	Path string `json:"path" default:"/voice/livekit/webhooks"`
+	// SessionsPath serves the sessions API (and SessionsPath+"/{id}").
+	SessionsPath string `json:"sessions_path" default:"/voice/livekit/sessions"`
+
+	// APIKey and APISecret: one signing key. Keys adds more as
+	// "key: secret" lines (the format of LIVEKIT_KEYS), KeyFile reads such
+	// lines from a file. All are merged; at least one key is required.
+	APIKey    string `json:"api_key"`
+	APISecret string `json:"api_secret"`
+	Keys      string `json:"keys"`
+	KeyFile   string `json:"key_file"`
+
+	// Leeway tolerated on the token's nbf/exp.
+	Leeway string `json:"leeway" default:"60s"`
+	// MaxBodyBytes caps a webhook body; larger ones get 413.
+	MaxBodyBytes int64 `json:"max_body_bytes" default:"1048576" min:"1024"`
+	// LegacySignature also accepts a hex HMAC-SHA256 of the body in
+	// X-LiveKit-Signature. Real LiveKit never sends it.
+	LegacySignature bool `json:"legacy_signature"`
+	// Events to keep, comma separated; empty keeps all. Others are answered
+	// 200 and counted, not stored.
+	Events string `json:"events"`
+
+	// DataDir holds the embedded engine's storage.
+	DataDir string `json:"data_dir" default:"./data"`
+	// NatsURL selects an external NATS/JetStream deployment instead.
+	NatsURL     string `json:"nats_url"`
+	NatsCreds   string `json:"nats_creds"`
+	NatsTLSCA   string `json:"nats_tls_ca"`
+	NatsTLSCert string `json:"nats_tls_cert"`
+	NatsTLSKey  string `json:"nats_tls_key"`
+	// Replicas of streams and buckets on an external cluster.
+	Replicas int `json:"replicas" default:"1" min:"1" max:"5"`
+	// DedupeWindow: how long an event id is remembered.
+	DedupeWindow string `json:"dedupe_window" default:"24h"`
+	// AcceptTimeout bounds the durable write; past it the answer is 503.
+	AcceptTimeout string `json:"accept_timeout" default:"5s"`
+	// RetryAfter is the Retry-After sent with 503 and 429.
+	RetryAfter string `json:"retry_after" default:"2s"`
+
+	// FinalizeGrace waits for late events after room_finished.
+	FinalizeGrace string `json:"finalize_grace" default:"10s"`
+	// MaxSessionAge closes sessions that never got room_finished as expired.
+	MaxSessionAge string `json:"max_session_age" default:"24h"`
+	// MaxAttempts of a failing processing step or hook before dead-lettering.
+	MaxAttempts int `json:"max_attempts" default:"8" min:"1"`
+	// Workers process events concurrently (per-room order is kept).
+	Workers int `json:"workers" default:"8" min:"1"`
+
+	// Correlation maps rooms to backend sessions: "room_name" (default),
+	// "metadata:KEY" (a key of the room's JSON metadata) or
+	// "template:call-{session}". WithCorrelator overrides it.
+	Correlation string `json:"correlation" default:"room_name"`
+	// DeleteBelugaSessions deletes the Beluga session after its final report.
+	DeleteBelugaSessions bool `json:"delete_beluga_sessions"`
+	// BelugaAgentID is the agent id given to SessionService.Create.
+	BelugaAgentID string `json:"beluga_agent_id" default:"livekit"`
+
+	// AdminToken protects the sessions, DLQ and metrics endpoints; without
+	// it they answer loopback clients only.
+	AdminToken string `json:"admin_token"`
+}
+
+// DefaultConfig returns a Config with every default applied.
+func DefaultConfig() Config {
+	cfg, _ := config.LoadFromEnv[defaultsOnly]("BELUGA_LIVEKIT_WEBHOOK_DEFAULTS_ONLY_UNUSED")
+	return Config(cfg)
+}
+
+// defaultsOnly has Config's layout; LoadFromEnv on a prefix nobody sets
+// applies the default tags and nothing else.
+type defaultsOnly Config
+
+// LoadConfig reads a JSON file with Beluga's config.Load, then overrides it
+// from the environment (EnvPrefix) and the LiveKit key variables.
+func LoadConfig(path string) (Config, error) {
+	cfg, err := config.Load[Config](path)
+	if err != nil {
+		return cfg, err
+	}
+	if err := config.MergeEnv(&cfg, EnvPrefix); err != nil {
+		return cfg, err
+	}
+	cfg.MergeLiveKitEnv()
+	return cfg, nil
+}
+
+// LoadConfigFromEnv builds a Config from defaults, EnvPrefix variables and
+// LIVEKIT_API_KEY/LIVEKIT_API_SECRET/LIVEKIT_KEYS.
+func LoadConfigFromEnv() (Config, error) {
+	cfg, err := config.LoadFromEnv[Config](EnvPrefix)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.MergeLiveKitEnv()
+	return cfg, nil
+}
+
+// MergeLiveKitEnv adds keys from the variables livekit-server itself reads:
+// LIVEKIT_API_KEY + LIVEKIT_API_SECRET, and LIVEKIT_KEYS ("key: secret"
+// lines). Keys already configured are kept.
+func (c *Config) MergeLiveKitEnv() {
+	if c.APIKey == "" && c.APISecret == "" {
+		c.APIKey, c.APISecret = os.Getenv("LIVEKIT_API_KEY"), os.Getenv("LIVEKIT_API_SECRET")
+	}
+	if ks := os.Getenv("LIVEKIT_KEYS"); ks != "" {
+		if c.Keys != "" {
+			c.Keys += "\n"
+		}
+		c.Keys += ks
+	}
+}
+
+// durations is Config's duration fields, parsed.
+type durations struct {
+	leeway, dedupe, accept, retryAfter, grace, maxAge time.Duration
+}
+
+func (c Config) durations() (durations, error) {
+	var d durations
+	var errs []error
+	parse := func(name, s string, def time.Duration, dst *time.Duration) {
+		if s == "" {
+			*dst = def
+			return
+		}
+		v, err := time.ParseDuration(s)
+		if err != nil || v < 0 {
+			errs = append(errs, fmt.Errorf("%s: %q is not a duration like \"30s\"", name, s))
+			return
+		}
+		*dst = v
+	}
+	parse("leeway", c.Leeway, 60*time.Second, &d.leeway)
+	parse("dedupe_window", c.DedupeWindow, 24*time.Hour, &d.dedupe)
+	parse("accept_timeout", c.AcceptTimeout, 5*time.Second, &d.accept)
+	parse("retry_after", c.RetryAfter, 2*time.Second, &d.retryAfter)
+	parse("finalize_grace", c.FinalizeGrace, 10*time.Second, &d.grace)
+	parse("max_session_age", c.MaxSessionAge, 24*time.Hour, &d.maxAge)
+	return d, errors.Join(errs...)
+}
+
+// keySet merges every configured key into one map (key -> secret).
+func (c Config) keySet() (map[string]string, error) {
+	keys := map[string]string{}
+	if c.APIKey != "" || c.APISecret != "" {
+		if c.APIKey == "" || c.APISecret == "" {
+			return nil, errors.New("api_key and api_secret must be set together")
+		}
+		keys[c.APIKey] = c.APISecret
+	}
+	add := func(src, text string) error {
+		m := map[string]string{}
+		if err := yaml.Unmarshal([]byte(text), &m); err != nil {
+			return fmt.Errorf("%s: expected \"key: secret\" lines", src)
+		}
+		for k, v := range m {
+			if k == "" || v == "" {
+				return fmt.Errorf("%s: empty key or secret", src)
+			}
+			keys[k] = v
+		}
+		return nil
+	}
+	if strings.TrimSpace(c.Keys) != "" {
+		if err := add("keys", c.Keys); err != nil {
+			return nil, err
+		}
+	}
+	if c.KeyFile != "" {
+		b, err := os.ReadFile(c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("key_file: %w", err)
+		}
+		if err := add("key_file "+c.KeyFile, string(b)); err != nil {
+			return nil, err
+		}
+	}
+	return keys, nil
+}
+
+// eventSet parses Events; nil means all.
+func (c Config) eventSet() map[string]bool {
+	if strings.TrimSpace(c.Events) == "" {
+		return nil
+	}
+	set := map[string]bool{}
+	for _, e := range strings.Split(c.Events, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			set[e] = true
+		}
+	}
+	return set
+}

@@ -1,0 +1,145 @@
+package livekitwebhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
+)
+
+// DeadLetter is an event whose processing failed Config.MaxAttempts times.
+// Its body is kept verbatim; Replay runs it again.
+type DeadLetter struct {
+	Seq      uint64    `json:"seq"`
+	EventID  string    `json:"event_id"`
+	Event    string    `json:"event"`
+	Error    string    `json:"error"`
+	Attempts int       `json:"attempts"`
+	At       time.Time `json:"dead_lettered_at"`
+}
+
+// deadLetter stores msg in the DLQ with its error, then acks it. If the DLQ
+// write fails the message is nak'ed: nothing is dropped silently.
+func (p *processor) deadLetter(ctx context.Context, msg jetstream.Msg, ev *livekit.WebhookEvent, id string, cause error, attempt int) {
+	name := msg.Headers().Get(engine.HeaderEvent)
+	dl := nats.NewMsg(engine.DLQSubject(name))
+	dl.Data = msg.Data()
+	for k, v := range msg.Headers() {
+		if k != jetstream.MsgIDHeader {
+			dl.Header[k] = v
+		}
+	}
+	dl.Header.Set(engine.HeaderError, cause.Error())
+	dl.Header.Set(engine.HeaderAttempts, strconv.Itoa(attempt))
+	dedupe := "dlq/" + id
+	if md, err := msg.Metadata(); err == nil {
+		dl.Header.Set(engine.HeaderOrigSeq, strconv.FormatUint(md.Sequence.Stream, 10))
+		dedupe += "/" + strconv.FormatUint(md.Sequence.Stream, 10)
+	}
+	if _, err := p.eng.JetStream().PublishMsg(ctx, dl, jetstream.WithMsgID(dedupe)); err != nil {
+		p.r.log.Error("dead letter not stored, will retry", "event_id", id, "error", err.Error())
+		_ = msg.NakWithDelay(backoff(attempt))
+		return
+	}
+	_ = msg.Ack()
+	p.r.tel.deadLetters.Add(ctx, 1, attrs(attribute.String("event", name)))
+	p.r.log.Error("event dead-lettered", withTrace(ctx, []any{"event", name, "event_id", id,
+		"attempts", attempt, "error", cause.Error()})...)
+	if ev != nil {
+		p.r.callOnError(ctx, ev, fmt.Errorf("dead-lettered after %d attempts: %w", attempt, cause))
+	}
+}
+
+// DeadLetters lists the dead letters, oldest first, at most limit (0: all).
+func (r *Receiver) DeadLetters(ctx context.Context, limit int) ([]DeadLetter, error) {
+	eng := r.engine()
+	if eng == nil {
+		return nil, ErrEngineUnavailable
+	}
+	info, err := eng.DLQ.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []DeadLetter
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && seq > 0; seq++ {
+		if limit > 0 && len(out) >= limit {
+			break
+		}
+		m, err := eng.DLQ.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, deadLetterOf(m))
+	}
+	return out, nil
+}
+
+func deadLetterOf(m *jetstream.RawStreamMsg) DeadLetter {
+	attempts, _ := strconv.Atoi(m.Header.Get(engine.HeaderAttempts))
+	return DeadLetter{
+		Seq:      m.Sequence,
+		EventID:  m.Header.Get(headerEventID),
+		Event:    m.Header.Get(engine.HeaderEvent),
+		Error:    m.Header.Get(engine.HeaderError),
+		Attempts: attempts,
+		At:       m.Time.UTC(),
+	}
+}
+
+// Replay puts dead letters back into processing: the one with event id id,
+// or all of them when id is "". Hooks that already succeeded for an event
+// are not called again. It returns how many were replayed.
+func (r *Receiver) Replay(ctx context.Context, id string) (int, error) {
+	eng := r.engine()
+	if eng == nil {
+		return 0, ErrEngineUnavailable
+	}
+	list, err := r.DeadLetters(ctx, 0)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, dl := range list {
+		if id != "" && dl.EventID != id {
+			continue
+		}
+		m, err := eng.DLQ.GetMsg(ctx, dl.Seq)
+		if err != nil {
+			return n, err
+		}
+		msg := nats.NewMsg(engine.EventSubject(dl.Event))
+		msg.Data = m.Data
+		for k, v := range m.Header {
+			switch k {
+			case engine.HeaderError, engine.HeaderAttempts, engine.HeaderOrigSeq:
+			default:
+				msg.Header[k] = v
+			}
+		}
+		// A fresh message id: the original id is still inside the dedupe
+		// window and would be dropped as a duplicate.
+		replayID := "replay/" + dl.EventID + "/" + strconv.FormatUint(dl.Seq, 10)
+		if _, err := eng.JetStream().PublishMsg(ctx, msg, jetstream.WithMsgID(replayID)); err != nil {
+			return n, err
+		}
+		if err := eng.DLQ.DeleteMsg(ctx, dl.Seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return n, err
+		}
+		n++
+	}
+	if id != "" && n == 0 {
+		return 0, fmt.Errorf("no dead letter with event id %q", id)
+	}
+	return n, nil
+}

@@ -1,0 +1,73 @@
+package livekitwebhook
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/verify"
+)
+
+// Verification refusals (401). Use errors.Is on the error given to a
+// WithRefusalHandler callback, or read the "reason" field of the answer.
+var (
+	ErrMissingToken   = verify.ErrMissingToken
+	ErrMalformedToken = verify.ErrMalformedToken
+	ErrUnknownKey     = verify.ErrUnknownKey
+	ErrBadSignature   = verify.ErrBadSignature
+	ErrBadAlgorithm   = verify.ErrBadAlgorithm
+	ErrExpired        = verify.ErrExpired
+	ErrNotYetValid    = verify.ErrNotYetValid
+	ErrNoExpiry       = verify.ErrNoExpiry
+	ErrHashMismatch   = verify.ErrHashMismatch
+	ErrMissingHash    = verify.ErrMissingHash
+	ErrBadLegacySig   = verify.ErrBadLegacySig
+)
+
+// Other refusals.
+var (
+	ErrMethodNotAllowed  = errors.New("livekit webhook: method not allowed")          // 405
+	ErrBodyTooLarge      = errors.New("livekit webhook: body too large")              // 413
+	ErrUnsupportedMedia  = errors.New("livekit webhook: unsupported content type")    // 415
+	ErrMalformedEvent    = errors.New("livekit webhook: malformed event")             // 400
+	ErrEngineUnavailable = errors.New("livekit webhook: event store unavailable")     // 503
+	ErrShuttingDown      = errors.New("livekit webhook: shutting down")               // 503
+	ErrBodyRead          = errors.New("livekit webhook: could not read request body") // 400
+)
+
+// RefusalError is a refused webhook request: the HTTP status, a stable
+// reason label (also the metric label and log field) and the cause.
+type RefusalError struct {
+	Status int
+	Reason string
+	Err    error
+}
+
+func (e *RefusalError) Error() string { return e.Err.Error() }
+func (e *RefusalError) Unwrap() error { return e.Err }
+
+// refusal classifies err into a RefusalError.
+func refusal(err error) *RefusalError {
+	var re *RefusalError
+	if errors.As(err, &re) {
+		return re
+	}
+	switch {
+	case errors.Is(err, ErrMethodNotAllowed):
+		return &RefusalError{http.StatusMethodNotAllowed, "method_not_allowed", err}
+	case errors.Is(err, ErrBodyTooLarge):
+		return &RefusalError{http.StatusRequestEntityTooLarge, "body_too_large", err}
+	case errors.Is(err, ErrUnsupportedMedia):
+		return &RefusalError{http.StatusUnsupportedMediaType, "unsupported_media_type", err}
+	case errors.Is(err, ErrMalformedEvent):
+		return &RefusalError{http.StatusBadRequest, "malformed_event", err}
+	case errors.Is(err, ErrBodyRead):
+		return &RefusalError{http.StatusBadRequest, "body_read", err}
+	case errors.Is(err, ErrShuttingDown):
+		return &RefusalError{http.StatusServiceUnavailable, "shutting_down", err}
+	case errors.Is(err, ErrEngineUnavailable), errors.Is(err, engine.ErrUnavailable):
+		return &RefusalError{http.StatusServiceUnavailable, "engine_unavailable", err}
+	default:
+		return &RefusalError{http.StatusUnauthorized, verify.Reason(err), err}
+	}
+}

@@ -1,0 +1,253 @@
+package livekitwebhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/lifecycle"
+)
+
+// Task kinds on the tasks stream.
+const (
+	taskFinalize = "finalize" // room_finished seen: report after the grace period
+	taskExpire   = "expire"   // no room_finished within MaxSessionAge
+)
+
+// task is a timer kept in JetStream: the finalizer naks it until it is due,
+// so it survives restarts and any replica may run it.
+type task struct {
+	Kind  string `json:"kind"`
+	Key   string `json:"key"`
+	SID   string `json:"sid"`
+	DueMs int64  `json:"due_ms"`
+}
+
+// scheduleFinalize publishes the timer once per (kind, room): the message id
+// deduplicates repeated scheduling by retries and other replicas.
+func (p *processor) scheduleFinalize(ctx context.Context, rec *roomRecord, kind string, dueMs int64) error {
+	sid := rec.State.RoomSID
+	b, _ := json.Marshal(task{Kind: kind, Key: engine.Key(sid), SID: sid, DueMs: dueMs})
+	_, err := p.eng.JetStream().Publish(ctx, engine.TaskSubject(kind, sid), b,
+		jetstream.WithMsgID(kind+"/"+sid), jetstream.WithExpectStream(engine.StreamTasks))
+	return err
+}
+
+// handleTask runs a due timer: fixes the report with one compare-and-set,
+// then delivers it (idempotently) until every step succeeded.
+func (p *processor) handleTask(ctx context.Context, msg jetstream.Msg) {
+	var t task
+	if err := json.Unmarshal(msg.Data(), &t); err != nil {
+		_ = msg.Term()
+		return
+	}
+	if wait := time.Until(time.UnixMilli(t.DueMs)); wait > 0 {
+		_ = msg.NakWithDelay(wait)
+		return
+	}
+	err := p.finalize(ctx, t)
+	if err == nil {
+		_ = msg.Ack()
+		return
+	}
+	p.r.tel.retries.Add(ctx, 1, attrs(attribute.String("event", "session_report")))
+	p.r.callOnError(ctx, nil, err)
+	attempt := 1
+	if md, mdErr := msg.Metadata(); mdErr == nil {
+		attempt = int(md.NumDelivered)
+	}
+	p.r.log.Warn("session report failed, will retry", "room_sid", t.SID, "attempt", attempt, "error", err.Error())
+	_ = msg.NakWithDelay(backoff(attempt))
+}
+
+func (p *processor) finalize(ctx context.Context, t task) (err error) {
+	ctx, span := p.r.tel.tracer.Start(ctx, spanReport, trace.WithAttributes(
+		attribute.String(attrOpName, spanReport), attribute.String(attrRoomSID, t.SID),
+		attribute.String("livekitwebhook.task", t.Kind)))
+	defer func() {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, "report failed")
+		}
+		span.End()
+	}()
+	var won bool
+	rec, err := p.rooms.update(ctx, t.Key, func(cur *roomRecord) (*roomRecord, error) {
+		won = false
+		if cur == nil || cur.Reported {
+			return nil, nil
+		}
+		next := *cur
+		if t.Kind == taskExpire {
+			if cur.State.Finished() {
+				return nil, nil // a finalize task owns it
+			}
+			end := cur.State.LastEventTime()
+			if end.IsZero() {
+				end = time.UnixMilli(cur.FirstSeenMs)
+			}
+			next.State = lifecycle.Expire(cur.State, end, fmt.Sprintf("no room_finished within %s", p.r.d.maxAge))
+		}
+		report := next.State.Session()
+		next.Reported, next.Report = true, &report
+		next.EndedPending = p.r.endedHookIDs()
+		won = true
+		return &next, nil
+	})
+	if err != nil || rec == nil || !rec.Reported || rec.Delivered {
+		return err
+	}
+	span.SetAttributes(attribute.String(attrSession, rec.Report.SessionID), attribute.String(attrRoomName, rec.Report.RoomName))
+	if won {
+		p.recordReportMetrics(ctx, rec.Report)
+	}
+	return p.deliver(ctx, t.Key, rec)
+}
+
+// deliver stores, publishes and hands out a fixed report. Every step is
+// idempotent, so a retry after a partial failure repeats none of the effects
+// downstream consumers could see twice.
+func (p *processor) deliver(ctx context.Context, key string, rec *roomRecord) error {
+	r := rec.Report
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if _, err := p.eng.ReportKV.Put(ctx, engine.Key(r.RoomSID), b); err != nil {
+		return fmt.Errorf("store report: %w", err)
+	}
+	msg := nats.NewMsg(engine.ReportSubject(r.SessionID))
+	msg.Data = b
+	msg.Header.Set("Lkwh-Room-Sid", r.RoomSID)
+	msg.Header.Set("Lkwh-Session-Id", r.SessionID)
+	if _, err := p.eng.JetStream().PublishMsg(ctx, msg, jetstream.WithMsgID("report/"+r.RoomSID)); err != nil {
+		return fmt.Errorf("publish report: %w", err)
+	}
+	if err := p.r.finishBelugaSession(ctx, *r); err != nil {
+		return fmt.Errorf("beluga session: %w", err)
+	}
+	var failed error
+	var done []uint
+	for i, h := range p.r.hooks.all {
+		if h.OnSessionEnded == nil || !containsID(rec.EndedPending, uint(i)) {
+			continue
+		}
+		if err := p.callEnded(ctx, h.OnSessionEnded, *r); err != nil {
+			if failed == nil {
+				failed = fmt.Errorf("hook OnSessionEnded: %w", err)
+			}
+			continue
+		}
+		done = append(done, uint(i))
+	}
+	_, err = p.rooms.update(ctx, key, func(cur *roomRecord) (*roomRecord, error) {
+		if cur == nil || cur.Delivered {
+			return nil, nil
+		}
+		next := *cur
+		next.EndedPending = removeIDs(cur.EndedPending, done)
+		next.Delivered = failed == nil && len(next.EndedPending) == 0
+		return &next, nil
+	})
+	if failed != nil {
+		return failed
+	}
+	return err
+}
+
+func (p *processor) callEnded(ctx context.Context, f func(context.Context, Report) error, r Report) (err error) {
+	ctx, span := p.r.tel.tracer.Start(ctx, spanHook, trace.WithAttributes(
+		attribute.String(attrOpName, spanHook), attribute.String(attrHook, "OnSessionEnded"),
+		attribute.String(attrSession, r.SessionID), attribute.String(attrRoomSID, r.RoomSID)))
+	defer span.End()
+	ctx, cancel := context.WithTimeout(ctx, hookTimeout)
+	defer cancel()
+	defer func() {
+		if rec := recover(); rec != nil {
+			err = fmt.Errorf("hook panicked: %v", rec)
+		}
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, "hook failed")
+		}
+	}()
+	return f(ctx, r)
+}
+
+func (p *processor) recordReportMetrics(ctx context.Context, r *Report) {
+	tel := p.r.tel
+	tel.activeSess.Add(ctx, -1)
+	tel.reports.Add(ctx, 1, attrs(attribute.String("disposition", r.Disposition)))
+	tel.sessDuration.Record(ctx, r.DurationSeconds, attrs(attribute.String("disposition", r.Disposition)))
+	for kind, secs := range r.ParticipantSecondsByKind {
+		tel.partSeconds.Add(ctx, secs, attrs(attribute.String("kind", kind)))
+	}
+	if n := activeAtEnd(r); n > 0 {
+		tel.activePart.Add(ctx, -int64(n))
+	}
+	p.r.log.Info("session ended", "session_id", r.SessionID, "room_sid", r.RoomSID, "room_name", r.RoomName,
+		"disposition", r.Disposition, "duration_seconds", r.DurationSeconds, "participant_seconds", r.ParticipantSeconds)
+}
+
+// activeAtEnd counts participants the final report closed at room end
+// (they never sent participant_left, so the gauge still holds them).
+func activeAtEnd(r *Report) int {
+	n := 0
+	for _, pt := range r.Participants {
+		if pt.State == "active" {
+			n++
+		}
+	}
+	return n
+}
+
+// sweep closes sessions that never got room_finished: every interval it
+// schedules an expire task for records older than MaxSessionAge.
+func (p *processor) sweep(ctx context.Context) {
+	interval := min(max(p.r.d.maxAge/8, time.Second), time.Minute)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if err := p.sweepOnce(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				p.r.log.Debug("sweep", "error", err.Error())
+			}
+		}
+	}
+}
+
+func (p *processor) sweepOnce(ctx context.Context) error {
+	lister, err := p.eng.Rooms.ListKeys(ctx)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return nil
+		}
+		return err
+	}
+	defer func() { _ = lister.Stop() }()
+	deadline := time.Now().Add(-p.r.d.maxAge).UnixMilli()
+	for key := range lister.Keys() {
+		rec, _, err := p.rooms.get(ctx, key)
+		if err != nil || rec == nil || rec.Reported || rec.State.RoomSID == "" || rec.State.Finished() {
+			continue
+		}
+		if rec.FirstSeenMs <= deadline {
+			if err := p.scheduleFinalize(ctx, rec, taskExpire, 0); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

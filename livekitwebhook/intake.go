@@ -1,0 +1,218 @@
+package livekitwebhook
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/lifecycle"
+)
+
+// legacySignatureHeader is the header of the old third-party integration
+// guide. Real LiveKit never sends it.
+const legacySignatureHeader = "X-LiveKit-Signature"
+
+var decodeOpts = protojson.UnmarshalOptions{DiscardUnknown: true}
+
+// ServeHTTP is the webhook intake. It answers 200 only once the event is
+// durably stored (or was already stored, or is not subscribed), 503 with
+// Retry-After when it cannot store, and a typed 4xx for everything else.
+func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	start := time.Now()
+	ctx := r.tel.propagator.Extract(req.Context(), propagation.HeaderCarrier(req.Header))
+	ctx, span := r.tel.tracer.Start(ctx, spanReceive, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String(attrOpName, spanReceive)))
+	defer span.End()
+
+	ev, outcome, err := r.intake(ctx, w, req)
+	if ev != nil {
+		span.SetAttributes(eventAttrs(ev)...)
+	}
+	if err != nil {
+		ref := refusal(err)
+		span.SetAttributes(attribute.String(attrReason, ref.Reason))
+		span.RecordError(err)
+		span.SetStatus(codes.Error, ref.Reason)
+		r.tel.refusals.Add(ctx, 1, attrs(attribute.String("reason", ref.Reason)))
+		r.tel.countRequest(ctx, eventName(ev), "refused")
+		r.refuse(ctx, w, req, ev, ref)
+		return
+	}
+	span.SetAttributes(attribute.String(attrOutcome, outcome))
+	r.tel.countRequest(ctx, eventName(ev), outcome)
+	r.tel.acceptLatency.Record(ctx, time.Since(start).Seconds(), attrs(attribute.String("outcome", outcome)))
+	if ev.CreatedAt > 0 {
+		r.tel.deliveryLag.Record(ctx, time.Since(time.Unix(ev.CreatedAt, 0)).Seconds())
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprintf(w, `{"status":%q,"id":%q}`+"\n", outcome, ev.Id)
+}
+
+// intake runs the checks in order and stores the event. outcome is
+// "accepted", "duplicate" or "ignored".
+func (r *Receiver) intake(ctx context.Context, w http.ResponseWriter, req *http.Request) (*livekit.WebhookEvent, string, error) {
+	if req.Method != http.MethodPost {
+		return nil, "", ErrMethodNotAllowed
+	}
+	if r.draining.Load() {
+		return nil, "", ErrShuttingDown
+	}
+	if ct := req.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/webhook+json" && mt != "application/json") {
+			return nil, "", ErrUnsupportedMedia
+		}
+	}
+	body, err := r.readBody(w, req)
+	if err != nil {
+		return nil, "", err
+	}
+	if _, err := r.verifier.Verify(req.Header.Get("Authorization"), req.Header.Get(legacySignatureHeader), body); err != nil {
+		return nil, "", err
+	}
+	ev := &livekit.WebhookEvent{}
+	if err := decodeOpts.Unmarshal(body, ev); err != nil {
+		return nil, "", fmt.Errorf("%w: %v", ErrMalformedEvent, err)
+	}
+	if ev.Event == "" {
+		return ev, "", fmt.Errorf("%w: no event name", ErrMalformedEvent)
+	}
+	if r.events != nil && !r.events[ev.Event] {
+		return ev, "ignored", nil
+	}
+	id := ev.Id
+	if id == "" {
+		// LiveKit always sends an id; anything else is deduplicated by body.
+		sum := sha256.Sum256(body)
+		id = "body-" + hex.EncodeToString(sum[:16])
+	}
+	eng := r.engine()
+	if eng == nil {
+		return ev, "", ErrEngineUnavailable
+	}
+	hdr := nats.Header{}
+	r.tel.propagator.Inject(ctx, propagation.HeaderCarrier(hdr))
+	hdr.Set(headerEventID, id)
+	hdr.Set(headerRoomKey, lifecycle.RoomName(ev))
+	actx, cancel := context.WithTimeout(ctx, r.d.accept)
+	defer cancel()
+	dup, err := eng.Accept(actx, engine.Accepted{ID: id, Event: ev.Event, Body: body, Header: hdr})
+	if err != nil {
+		return ev, "", fmt.Errorf("%w: %v", ErrEngineUnavailable, err)
+	}
+	if dup {
+		r.tel.duplicates.Add(ctx, 1, attrs(attribute.String("stage", "intake")))
+		return ev, "duplicate", nil
+	}
+	return ev, "accepted", nil
+}
+
+// readBody reads at most MaxBodyBytes, refusing larger bodies without
+// reading them through.
+func (r *Receiver) readBody(w http.ResponseWriter, req *http.Request) ([]byte, error) {
+	limit := r.cfg.MaxBodyBytes
+	if req.ContentLength > limit {
+		return nil, ErrBodyTooLarge
+	}
+	size := 512
+	if req.ContentLength > 0 {
+		size = int(req.ContentLength)
+	}
+	buf := make([]byte, 0, size)
+	rd := http.MaxBytesReader(w, req.Body, limit)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := rd.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return nil, ErrBodyTooLarge
+			}
+			return nil, fmt.Errorf("%w: %v", ErrBodyRead, err)
+		}
+	}
+}
+
+// refusalBody is the JSON answer to a refused request.
+type refusalBody struct {
+	Error  string `json:"error"`
+	Reason string `json:"reason"`
+}
+
+func (r *Receiver) refuse(ctx context.Context, w http.ResponseWriter, req *http.Request, ev *livekit.WebhookEvent, ref *RefusalError) {
+	h := w.Header()
+	switch ref.Status {
+	case http.StatusMethodNotAllowed:
+		h.Set("Allow", http.MethodPost)
+	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
+		h.Set("Retry-After", strconv.Itoa(max(1, int(r.d.retryAfter.Round(time.Second)/time.Second))))
+	case http.StatusRequestEntityTooLarge:
+		// Do not let net/http drain a huge body to reuse the connection.
+		h.Set("Connection", "close")
+	}
+	level := r.log.Warn
+	if ref.Status >= 500 {
+		level = r.log.Error
+	}
+	args := []any{"reason", ref.Reason, "status", ref.Status, "error", ref.Err.Error(), "remote", req.RemoteAddr}
+	if ev != nil {
+		args = append(args, "event", ev.Event, "event_id", ev.Id)
+	}
+	level("webhook refused", withTrace(ctx, args)...)
+	if r.opts.onRefused != nil {
+		r.opts.onRefused(req, ref)
+	}
+	writeJSON(w, ref.Status, refusalBody{Error: http.StatusText(ref.Status), Reason: ref.Reason})
+}
+
+func eventName(ev *livekit.WebhookEvent) string {
+	if ev == nil {
+		return ""
+	}
+	return ev.Event
+}
+
+// eventAttrs are the span attributes of an event. Never metadata, never
+// turnPassword.
+func eventAttrs(ev *livekit.WebhookEvent) []attribute.KeyValue {
+	kv := []attribute.KeyValue{
+		attribute.String(attrEvent, ev.Event),
+		attribute.String(attrEventID, ev.Id),
+	}
+	if n := lifecycle.RoomName(ev); n != "" {
+		kv = append(kv, attribute.String(attrRoomName, n))
+	}
+	if s := lifecycle.RoomSID(ev); s != "" {
+		kv = append(kv, attribute.String(attrRoomSID, s))
+	}
+	if p := ev.Participant; p != nil {
+		kv = append(kv,
+			attribute.String(attrPIdent, p.Identity),
+			attribute.String(attrPSID, p.Sid),
+			attribute.String(attrPKind, lifecycle.Kind(p)))
+	}
+	return kv
+}

@@ -1,0 +1,450 @@
+package livekitwebhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/lifecycle"
+)
+
+// processor consumes accepted events and applies them. Each replica runs
+// one; they share the durable consumer, and compare-and-set on the rooms
+// bucket keeps them correct without a leader.
+type processor struct {
+	r     *Receiver
+	eng   *engine.Engine
+	rooms rooms
+
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	work    []chan jetstream.Msg
+	consume []jetstream.ConsumeContext
+}
+
+const (
+	ackWait     = 5 * time.Minute
+	hookTimeout = time.Minute
+)
+
+func newProcessor(r *Receiver, eng *engine.Engine) (*processor, error) {
+	return &processor{r: r, eng: eng, rooms: rooms{eng.Rooms}}, nil
+}
+
+func (p *processor) start(ctx context.Context) error {
+	n := p.r.cfg.Workers
+	events, err := p.eng.Events.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       engine.ConsumerProcessor,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		MaxDeliver:    -1, // attempts are counted here, then dead-lettered
+		MaxAckPending: n * 256,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("livekitwebhook: processor consumer: %w", err)
+	}
+	tasks, err := p.eng.Tasks.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       engine.ConsumerFinalizer,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		MaxDeliver:    -1,
+		MaxAckPending: 100_000,
+	})
+	if err != nil {
+		return fmt.Errorf("livekitwebhook: finalizer consumer: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	p.work = make([]chan jetstream.Msg, n)
+	for i := range p.work {
+		ch := make(chan jetstream.Msg, 64)
+		p.work[i] = ch
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			for msg := range ch {
+				p.handleEvent(runCtx, msg)
+			}
+		}()
+	}
+	errh := jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
+			p.r.log.Debug("consumer", "error", err)
+		}
+	})
+	cc, err := events.Consume(p.dispatch, jetstream.PullMaxMessages(n*32), errh)
+	if err != nil {
+		p.stopWorkers()
+		return fmt.Errorf("livekitwebhook: consume: %w", err)
+	}
+	p.consume = append(p.consume, cc)
+	fc, err := tasks.Consume(func(msg jetstream.Msg) { p.handleTask(runCtx, msg) }, jetstream.PullMaxMessages(64), errh)
+	if err != nil {
+		cc.Stop()
+		p.stopWorkers()
+		return fmt.Errorf("livekitwebhook: consume tasks: %w", err)
+	}
+	p.consume = append(p.consume, fc)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.sweep(runCtx)
+	}()
+	return nil
+}
+
+// dispatch routes a message to the worker of its room, so that events of
+// one room are applied in arrival order by one goroutine of this replica.
+func (p *processor) dispatch(msg jetstream.Msg) {
+	h := fnv.New32a()
+	h.Write([]byte(msg.Headers().Get(headerRoomKey)))
+	p.work[h.Sum32()%uint32(len(p.work))] <- msg
+}
+
+func (p *processor) stop(ctx context.Context) {
+	for _, cc := range p.consume {
+		cc.Drain()
+	}
+	for _, cc := range p.consume {
+		select {
+		case <-cc.Closed():
+		case <-ctx.Done():
+		}
+	}
+	p.stopWorkers()
+}
+
+func (p *processor) stopWorkers() {
+	for _, ch := range p.work {
+		close(ch)
+	}
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	// Workers finish the event at hand; the sweeper stops on cancel.
+	p.cancel()
+	<-done
+}
+
+// handleEvent applies one stored event, then acks, retries or dead-letters.
+func (p *processor) handleEvent(ctx context.Context, msg jetstream.Msg) {
+	start := time.Now()
+	tel := p.r.tel
+	pctx := tel.propagator.Extract(ctx, propagation.HeaderCarrier(msg.Headers()))
+	pctx, span := tel.tracer.Start(pctx, spanProcess, trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String(attrOpName, spanProcess)))
+	defer span.End()
+
+	attempt := 1
+	if md, err := msg.Metadata(); err == nil {
+		attempt = int(md.NumDelivered)
+	}
+	span.SetAttributes(attribute.Int(attrAttempt, attempt))
+	id := msg.Headers().Get(headerEventID)
+	ev := &livekit.WebhookEvent{}
+	if err := decodeOpts.Unmarshal(msg.Data(), ev); err != nil {
+		// Verified at intake, so this is a bug or a tampered store: keep it.
+		p.deadLetter(pctx, msg, nil, id, fmt.Errorf("decode stored event: %w", err), attempt)
+		return
+	}
+	if id == "" {
+		id = ev.Id
+	}
+	span.SetAttributes(eventAttrs(ev)...)
+	err := p.apply(pctx, ev, id, span)
+	tel.procLatency.Record(pctx, time.Since(start).Seconds(), attrs(attribute.String("event", ev.Event)))
+	if err == nil {
+		_ = msg.Ack()
+		return
+	}
+	span.RecordError(err)
+	span.SetStatus(codes.Error, "processing failed")
+	p.r.callOnError(pctx, ev, err)
+	if attempt >= p.r.cfg.MaxAttempts {
+		p.deadLetter(pctx, msg, ev, id, err, attempt)
+		return
+	}
+	tel.retries.Add(pctx, 1, attrs(attribute.String("event", ev.Event)))
+	p.r.log.Warn("event failed, will retry", withTrace(pctx, []any{
+		"event", ev.Event, "event_id", id, "attempt", attempt, "error", err.Error()})...)
+	_ = msg.NakWithDelay(backoff(attempt))
+}
+
+// backoff is exponential with full jitter: up to 0.5s, 1s, 2s … capped at 1m.
+func backoff(attempt int) time.Duration {
+	d := 500 * time.Millisecond << min(attempt-1, 7)
+	d = min(d, time.Minute)
+	return d/2 + rand.N(d/2+1)
+}
+
+// roomKey resolves the rooms-bucket key of an event: its room sid, else
+// the current sid of its room name, else a key of its own.
+func (p *processor) roomKey(ctx context.Context, ev *livekit.WebhookEvent, id string) (key, sid string, err error) {
+	if sid = lifecycle.RoomSID(ev); sid != "" {
+		return engine.Key(sid), sid, nil
+	}
+	name := lifecycle.RoomName(ev)
+	if name == "" {
+		return "ev." + engine.Key(id), "", nil
+	}
+	e, err := p.eng.Names.Get(ctx, "room."+engine.Key(name))
+	switch {
+	case err == nil:
+		sid = string(e.Value())
+		return engine.Key(sid), sid, nil
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		sid = "name:" + name
+		return engine.Key(sid), sid, nil
+	default:
+		return "", "", err
+	}
+}
+
+// apply folds ev into its room record (once per event id), then runs the
+// hooks that have not yet succeeded for it.
+func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id string, span trace.Span) error {
+	key, sid, err := p.roomKey(ctx, ev, id)
+	if err != nil {
+		return err
+	}
+	if sid == "" {
+		return p.applyRoomless(ctx, ev, id, key)
+	}
+	var fresh, late, justApplied bool
+	var before lifecycle.Session
+	rec, err := p.rooms.update(ctx, key, func(cur *roomRecord) (*roomRecord, error) {
+		fresh, late, justApplied = false, false, false
+		if cur != nil && cur.Reported {
+			late = !cur.State.Applied(id)
+			return nil, nil
+		}
+		if cur != nil && cur.State.Applied(id) {
+			return nil, nil
+		}
+		next := &roomRecord{}
+		if cur == nil {
+			fresh = true
+			next.State = lifecycle.NewState(sid, lifecycle.RoomName(ev))
+			next.FirstSeenMs = time.Now().UnixMilli()
+		} else {
+			*next = *cur
+			next.Pending = clonePending(cur.Pending)
+		}
+		if err := p.r.correlate(ctx, &next.State, ev); err != nil {
+			return nil, err
+		}
+		before = next.State.Session()
+		next.State, justApplied = lifecycle.Apply(next.State, ev)
+		if hooks := p.r.hooks.forEvent(ev.Event); justApplied && len(hooks) > 0 {
+			if next.Pending == nil {
+				next.Pending = map[string][]uint{}
+			}
+			ids := make([]uint, len(hooks))
+			for i, h := range hooks {
+				ids[i] = h.id
+			}
+			next.Pending[id] = ids
+		}
+		if next.State.Finished() && next.FinalizeDueMs == 0 {
+			next.FinalizeDueMs = time.Now().Add(p.r.d.grace).UnixMilli()
+		}
+		return next, nil
+	})
+	if err != nil {
+		return err
+	}
+	if late {
+		p.r.tel.lateEvents.Add(ctx, 1, attrs(attribute.String("event", ev.Event)))
+		p.r.log.Info("event after the session was reported", withTrace(ctx, []any{"event", ev.Event, "event_id", id, "room_sid", sid})...)
+		return nil
+	}
+	if rec == nil || rec.Reported {
+		return nil
+	}
+	span.SetAttributes(attribute.String(attrSession, rec.State.SessionID))
+	if rec.State.BelugaSessionID != "" {
+		span.SetAttributes(attribute.String(attrBeluga, rec.State.BelugaSessionID))
+	}
+	if !justApplied {
+		p.r.tel.duplicates.Add(ctx, 1, attrs(attribute.String("stage", "process")))
+	} else {
+		p.afterApply(ctx, ev, rec, fresh, before)
+	}
+	if fresh && rec.State.RoomName != "" && sid == lifecycle.RoomSID(ev) {
+		if err := p.index(ctx, rec); err != nil {
+			return err
+		}
+	}
+	if rec.FinalizeDueMs != 0 {
+		if err := p.scheduleFinalize(ctx, rec, taskFinalize, rec.FinalizeDueMs); err != nil {
+			return err
+		}
+	}
+	if ev.Event == "room_finished" && justApplied {
+		p.notifyFinished(rec.State.RoomName, sid)
+	}
+	return p.runHooks(ctx, key, id, ev, rec)
+}
+
+// afterApply updates the gauges that follow sessions and participants.
+func (p *processor) afterApply(ctx context.Context, ev *livekit.WebhookEvent, rec *roomRecord, fresh bool, before lifecycle.Session) {
+	if fresh {
+		p.r.tel.activeSess.Add(ctx, 1)
+	}
+	after := rec.State.Session()
+	if d := activeCount(after) - activeCount(before); d != 0 {
+		p.r.tel.activePart.Add(ctx, int64(d))
+	}
+	p.r.log.Debug("event applied", withTrace(ctx, []any{"event", ev.Event, "event_id", ev.Id,
+		"room_sid", rec.State.RoomSID, "session_id", rec.State.SessionID})...)
+}
+
+func activeCount(s lifecycle.Session) int {
+	n := 0
+	for _, pt := range s.Participants {
+		if pt.State == "active" {
+			n++
+		}
+	}
+	return n
+}
+
+// index records room name -> sid and session id -> sid for lookups.
+func (p *processor) index(ctx context.Context, rec *roomRecord) error {
+	sid := []byte(rec.State.RoomSID)
+	if _, err := p.eng.Names.Put(ctx, "room."+engine.Key(rec.State.RoomName), sid); err != nil {
+		return err
+	}
+	_, err := p.eng.Names.Put(ctx, "session."+engine.Key(rec.State.SessionID), sid)
+	return err
+}
+
+// applyRoomless handles events that name no room (agent jobs, some future
+// events): hooks only, with their own record for once-only calls.
+func (p *processor) applyRoomless(ctx context.Context, ev *livekit.WebhookEvent, id, key string) error {
+	hooks := p.r.hooks.forEvent(ev.Event)
+	if len(hooks) == 0 {
+		return nil
+	}
+	rec, err := p.rooms.update(ctx, key, func(cur *roomRecord) (*roomRecord, error) {
+		if cur != nil {
+			return nil, nil
+		}
+		ids := make([]uint, len(hooks))
+		for i, h := range hooks {
+			ids[i] = h.id
+		}
+		return &roomRecord{FirstSeenMs: time.Now().UnixMilli(), Reported: false,
+			Pending: map[string][]uint{id: ids}}, nil
+	})
+	if err != nil {
+		return err
+	}
+	return p.runHooks(ctx, key, id, ev, rec)
+}
+
+// runHooks calls the pending hooks of event id, records the successes, and
+// returns the first failure.
+func (p *processor) runHooks(ctx context.Context, key, id string, ev *livekit.WebhookEvent, rec *roomRecord) error {
+	pending := rec.Pending[id]
+	if len(pending) == 0 {
+		return nil
+	}
+	view := rec.State.Session()
+	var done []uint
+	var firstErr error
+	for _, h := range p.r.hooks.forEvent(ev.Event) {
+		if !containsID(pending, h.id) {
+			continue
+		}
+		if err := p.callHook(ctx, h, ev, view); err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("hook %s: %w", h.name, err)
+			}
+			continue
+		}
+		done = append(done, h.id)
+	}
+	if len(done) > 0 {
+		_, err := p.rooms.update(ctx, key, func(cur *roomRecord) (*roomRecord, error) {
+			if cur == nil || len(cur.Pending[id]) == 0 {
+				return nil, nil
+			}
+			next := *cur
+			next.Pending = clonePending(cur.Pending)
+			left := removeIDs(next.Pending[id], done)
+			if len(left) == 0 {
+				delete(next.Pending, id)
+			} else {
+				next.Pending[id] = left
+			}
+			return &next, nil
+		})
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	return firstErr
+}
+
+func (p *processor) callHook(ctx context.Context, h boundHook, ev *livekit.WebhookEvent, view Session) (err error) {
+	ctx, span := p.r.tel.tracer.Start(ctx, spanHook, trace.WithAttributes(
+		attribute.String(attrOpName, spanHook), attribute.String(attrHook, h.name),
+		attribute.String(attrEvent, ev.Event), attribute.String(attrEventID, ev.Id),
+		attribute.String(attrSession, view.SessionID)))
+	defer span.End()
+	ctx, cancel := context.WithTimeout(ctx, hookTimeout)
+	defer cancel()
+	defer func() {
+		if rec := recover(); rec != nil {
+			err = fmt.Errorf("hook panicked: %v", rec)
+		}
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, "hook failed")
+		}
+	}()
+	return h.fn(ctx, ev, view)
+}
+
+func clonePending(m map[string][]uint) map[string][]uint {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string][]uint, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func containsID(ids []uint, id uint) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+func removeIDs(ids, done []uint) []uint {
+	out := make([]uint, 0, len(ids))
+	for _, x := range ids {
+		if !containsID(done, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}

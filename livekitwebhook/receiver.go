@@ -1,0 +1,210 @@
+package livekitwebhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/livekit/protocol/auth"
+	"github.com/lookatitude/beluga-ai/v2/core"
+
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/verify"
+)
+
+// Receiver is the webhook pipeline: an http.Handler for intake, a processor
+// that turns accepted events into sessions, and the sessions API. Create it
+// with New, then Start it; Stop it to shut down.
+type Receiver struct {
+	cfg        Config
+	d          durations
+	opts       options
+	log        *slog.Logger
+	verifier   *verify.Verifier
+	events     map[string]bool
+	tel        *telemetry
+	hooks      hookTable
+	correlator Correlator
+
+	mu      sync.Mutex
+	eng     *engine.Engine
+	proc    *processor
+	stopped chan struct{}
+
+	draining atomic.Bool
+}
+
+var (
+	_ http.Handler   = (*Receiver)(nil)
+	_ core.Lifecycle = (*Receiver)(nil)
+)
+
+// New validates cfg and builds a Receiver. It does no I/O: Start opens the
+// engine and starts processing.
+func New(cfg Config, opts ...Option) (*Receiver, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	d, err := cfg.durations()
+	if err != nil {
+		return nil, core.NewError("livekitwebhook.new", core.ErrInvalidInput, "invalid config", err)
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 8
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 8
+	}
+	if cfg.Path == "" {
+		cfg.Path = "/voice/livekit/webhooks"
+	}
+	if cfg.SessionsPath == "" {
+		cfg.SessionsPath = "/voice/livekit/sessions"
+	}
+	if cfg.BelugaAgentID == "" {
+		cfg.BelugaAgentID = "livekit"
+	}
+	keys, err := cfg.keySet()
+	if err != nil {
+		return nil, core.NewError("livekitwebhook.new", core.ErrInvalidInput, "invalid keys", err)
+	}
+	kp := o.keys
+	if kp == nil {
+		if len(keys) == 0 {
+			return nil, core.NewError("livekitwebhook.new", core.ErrInvalidInput,
+				"no signing keys: set api_key/api_secret, keys, key_file or LIVEKIT_API_KEY/LIVEKIT_API_SECRET", nil)
+		}
+		kp = auth.NewFileBasedKeyProviderFromMap(keys)
+	}
+	vopts := []verify.Option{verify.WithLeeway(d.leeway)}
+	if o.clock != nil {
+		vopts = append(vopts, verify.WithClock(o.clock))
+	}
+	if cfg.LegacySignature {
+		secrets := make([]string, 0, len(keys))
+		for _, s := range keys {
+			secrets = append(secrets, s)
+		}
+		vopts = append(vopts, verify.WithLegacySignature(func() []string { return secrets }))
+	}
+	corr := o.correlator
+	if corr == nil {
+		if corr, err = correlatorFromConfig(cfg.Correlation); err != nil {
+			return nil, core.NewError("livekitwebhook.new", core.ErrInvalidInput, "invalid correlation", err)
+		}
+	}
+	tel, err := newTelemetry(o.tracer, o.meter, o.propagator)
+	if err != nil {
+		return nil, fmt.Errorf("livekitwebhook: metrics: %w", err)
+	}
+	log := o.logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Receiver{
+		cfg:        cfg,
+		d:          d,
+		opts:       o,
+		log:        log.With("component", "livekitwebhook"),
+		verifier:   verify.New(kp, vopts...),
+		events:     cfg.eventSet(),
+		tel:        tel,
+		hooks:      newHookTable(o.hooks),
+		correlator: corr,
+	}, nil
+}
+
+// Config returns the configuration in effect (defaults applied).
+func (r *Receiver) Config() Config { return r.cfg }
+
+// Start opens the engine (embedded or external) and starts the processor.
+// The context bounds the start only.
+func (r *Receiver) Start(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.eng != nil {
+		return errors.New("livekitwebhook: already started")
+	}
+	eng, err := engine.Open(ctx, engine.Config{
+		URL:          r.cfg.NatsURL,
+		CredsFile:    r.cfg.NatsCreds,
+		TLSCA:        r.cfg.NatsTLSCA,
+		TLSCert:      r.cfg.NatsTLSCert,
+		TLSKey:       r.cfg.NatsTLSKey,
+		DataDir:      r.cfg.DataDir,
+		Replicas:     r.cfg.Replicas,
+		DedupeWindow: r.d.dedupe,
+		Logger:       r.log,
+	})
+	if err != nil {
+		return core.NewError("livekitwebhook.start", core.ErrProviderDown, "engine", err)
+	}
+	proc, err := newProcessor(r, eng)
+	if err != nil {
+		_ = eng.Close()
+		return err
+	}
+	if err := proc.start(ctx); err != nil {
+		_ = eng.Close()
+		return err
+	}
+	r.eng, r.proc = eng, proc
+	r.draining.Store(false)
+	return nil
+}
+
+// Drain makes intake answer 503 (LiveKit retries elsewhere or later) while
+// in-flight requests finish. Stop drains too.
+func (r *Receiver) Drain() { r.draining.Store(true) }
+
+// Stop drains intake, stops the processor (in-flight events finish or are
+// redelivered later) and closes the engine.
+func (r *Receiver) Stop(ctx context.Context) error {
+	r.Drain()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.eng == nil {
+		return nil
+	}
+	if r.proc != nil {
+		r.proc.stop(ctx)
+	}
+	err := r.eng.Close()
+	r.eng, r.proc = nil, nil
+	return err
+}
+
+// Close is Stop with a background context.
+func (r *Receiver) Close() error { return r.Stop(context.Background()) }
+
+// Health reports whether the engine is connected.
+func (r *Receiver) Health() core.HealthStatus {
+	eng := r.engine()
+	switch {
+	case eng == nil:
+		return core.HealthStatus{Status: core.HealthUnhealthy, Message: "not started"}
+	case r.draining.Load():
+		return core.HealthStatus{Status: core.HealthUnhealthy, Message: "draining"}
+	case !eng.Ready():
+		return core.HealthStatus{Status: core.HealthUnhealthy, Message: "engine unavailable"}
+	default:
+		return core.HealthStatus{Status: core.HealthHealthy, Message: "ok"}
+	}
+}
+
+func (r *Receiver) engine() *engine.Engine {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.eng
+}
+
+// Engine exposes the engine for the CLI and tests of this module.
+func (r *Receiver) Engine() *engine.Engine { return r.engine() }

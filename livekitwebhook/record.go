@@ -1,0 +1,110 @@
+package livekitwebhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/lifecycle"
+)
+
+// roomRecord is what the rooms bucket stores per room sid: the pure
+// lifecycle state plus the processor's bookkeeping. It is only ever written
+// with compare-and-set on the revision it was read at.
+type roomRecord struct {
+	State lifecycle.State `json:"s"`
+	// Pending lists, per applied event id, the hooks that have not succeeded
+	// yet. An entry disappears once they all have.
+	Pending map[string][]uint `json:"p,omitempty"`
+	// FirstSeenMs is when this receiver first saw the room (processing
+	// clock): the start of MaxSessionAge.
+	FirstSeenMs int64 `json:"fs"`
+	// FinalizeDueMs is when the report may be produced (room_finished seen
+	// plus the grace period); 0 until room_finished.
+	FinalizeDueMs int64 `json:"due,omitempty"`
+	// Reported is set, by exactly one compare-and-set, when the final report
+	// was fixed; Report holds it.
+	Reported bool    `json:"rep,omitempty"`
+	Report   *Report `json:"report,omitempty"`
+	// EndedPending are the OnSessionEnded hooks not yet succeeded; Delivered
+	// is set once the report is stored, published and handed to them.
+	EndedPending []uint `json:"ep,omitempty"`
+	Delivered    bool   `json:"del,omitempty"`
+}
+
+// rooms wraps the rooms bucket with typed, revisioned access.
+type rooms struct{ kv jetstream.KeyValue }
+
+// get returns the record at key and its revision (0 when absent).
+func (r rooms) get(ctx context.Context, key string) (*roomRecord, uint64, error) {
+	e, err := r.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	var rec roomRecord
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		return nil, 0, err
+	}
+	return &rec, e.Revision(), nil
+}
+
+// errConflict means another worker or replica wrote the key first: reload
+// and try again.
+var errConflict = errors.New("revision conflict")
+
+// put writes rec if the key is still at rev (0: must not exist yet).
+func (r rooms) put(ctx context.Context, key string, rec *roomRecord, rev uint64) (uint64, error) {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return 0, err
+	}
+	var nrev uint64
+	if rev == 0 {
+		nrev, err = r.kv.Create(ctx, key, b)
+	} else {
+		nrev, err = r.kv.Update(ctx, key, b, rev)
+	}
+	if isConflict(err) {
+		return 0, errConflict
+	}
+	return nrev, err
+}
+
+func isConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return true
+	}
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// update runs f on the current record (nil when absent) and writes the
+// result with compare-and-set, retrying on conflicts. f returns nil to write
+// nothing.
+func (r rooms) update(ctx context.Context, key string, f func(rec *roomRecord) (*roomRecord, error)) (*roomRecord, error) {
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		cur, rev, err := r.get(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		next, err := f(cur)
+		if err != nil || next == nil {
+			return cur, err
+		}
+		if _, err := r.put(ctx, key, next, rev); errors.Is(err, errConflict) {
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		return next, nil
+	}
+}

@@ -1,0 +1,119 @@
+package livekitwebhook
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// Routes returns every path the receiver serves and its handler: the webhook
+// path, the sessions API (SessionsPath and SessionsPath+"/"), and the DLQ
+// admin API (SessionsPath's parent + "/dlq"). Mount and `lkwebhook serve`
+// register exactly these.
+func (r *Receiver) Routes() map[string]http.Handler {
+	base := strings.TrimSuffix(r.cfg.SessionsPath, "/")
+	dlq := base[:strings.LastIndex(base, "/")+1] + "dlq"
+	sessions := r.adminOnly(http.HandlerFunc(r.serveSessions))
+	return map[string]http.Handler{
+		r.cfg.Path:      r,
+		base:            sessions,
+		base + "/":      sessions,
+		dlq:             r.adminOnly(http.HandlerFunc(r.serveDLQ)),
+		dlq + "/replay": r.adminOnly(http.HandlerFunc(r.serveReplay)),
+	}
+}
+
+// sessionsList is the answer of GET SessionsPath.
+type sessionsList struct {
+	Active []Session `json:"active"`
+	Ended  []Report  `json:"ended"`
+}
+
+func (r *Receiver) serveSessions(w http.ResponseWriter, req *http.Request) {
+	if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeJSON(w, http.StatusMethodNotAllowed, refusalBody{Error: "Method Not Allowed", Reason: "method_not_allowed"})
+		return
+	}
+	base := strings.TrimSuffix(r.cfg.SessionsPath, "/")
+	id := strings.TrimPrefix(strings.TrimPrefix(req.URL.Path, base), "/")
+	ctx := req.Context()
+	if id != "" {
+		s, ok, err := r.SessionByID(ctx, id)
+		switch {
+		case err != nil:
+			r.serverError(w, err)
+		case !ok:
+			writeJSON(w, http.StatusNotFound, refusalBody{Error: "Not Found", Reason: "unknown_session"})
+		default:
+			writeJSON(w, http.StatusOK, s)
+		}
+		return
+	}
+	limit := 100
+	if s := req.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			writeJSON(w, http.StatusBadRequest, refusalBody{Error: "Bad Request", Reason: "bad_limit"})
+			return
+		}
+		limit = min(n, 10_000)
+	}
+	active, err := r.ActiveSessions(ctx)
+	if err != nil {
+		r.serverError(w, err)
+		return
+	}
+	ended, err := r.EndedSessions(ctx, limit)
+	if err != nil {
+		r.serverError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sessionsList{Active: active, Ended: ended})
+}
+
+func (r *Receiver) serveDLQ(w http.ResponseWriter, req *http.Request) {
+	if req.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		writeJSON(w, http.StatusMethodNotAllowed, refusalBody{Error: "Method Not Allowed", Reason: "method_not_allowed"})
+		return
+	}
+	list, err := r.DeadLetters(req.Context(), 0)
+	if err != nil {
+		r.serverError(w, err)
+		return
+	}
+	if list == nil {
+		list = []DeadLetter{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"dead_letters": list})
+}
+
+func (r *Receiver) serveReplay(w http.ResponseWriter, req *http.Request) {
+	if req.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		writeJSON(w, http.StatusMethodNotAllowed, refusalBody{Error: "Method Not Allowed", Reason: "method_not_allowed"})
+		return
+	}
+	q := req.URL.Query()
+	id := q.Get("id")
+	if id == "" && q.Get("all") != "true" && q.Get("all") != "1" {
+		writeJSON(w, http.StatusBadRequest, refusalBody{Error: "Bad Request", Reason: "want id=EVENT_ID or all=true"})
+		return
+	}
+	n, err := r.Replay(req.Context(), id)
+	if err != nil && n == 0 && id != "" {
+		writeJSON(w, http.StatusNotFound, refusalBody{Error: "Not Found", Reason: err.Error()})
+		return
+	}
+	if err != nil {
+		r.serverError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"replayed": n})
+}
+
+func (r *Receiver) serverError(w http.ResponseWriter, err error) {
+	r.log.Error("admin request failed", "error", err.Error())
+	writeJSON(w, http.StatusServiceUnavailable, refusalBody{Error: "Service Unavailable", Reason: "engine_unavailable"})
+}

@@ -1,0 +1,146 @@
+package livekitwebhook
+
+import (
+	"context"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+const instrumentationName = "github.com/beluga-ai-contrib/beluga-livekit/livekitwebhook"
+
+// Span and attribute names (see doc.go for the span tree).
+const (
+	spanReceive  = "livekitwebhook.receive"
+	spanProcess  = "livekitwebhook.process"
+	spanHook     = "livekitwebhook.hook"
+	spanReport   = "livekitwebhook.report"
+	attrOpName   = "gen_ai.operation.name"
+	attrEvent    = "livekit.event"
+	attrEventID  = "livekit.event.id"
+	attrRoomName = "livekit.room.name"
+	attrRoomSID  = "livekit.room.sid"
+	attrPIdent   = "livekit.participant.identity"
+	attrPSID     = "livekit.participant.sid"
+	attrPKind    = "livekit.participant.kind"
+	attrSession  = "livekitwebhook.session.id"
+	attrBeluga   = "beluga.session.id"
+	attrReason   = "livekitwebhook.refusal.reason"
+	attrOutcome  = "livekitwebhook.outcome"
+	attrHook     = "livekitwebhook.hook"
+	attrAttempt  = "livekitwebhook.attempt"
+)
+
+// telemetry holds the tracer, propagator and every instrument.
+type telemetry struct {
+	tracer     trace.Tracer
+	propagator propagation.TextMapPropagator
+
+	requests      metric.Int64Counter     // by event, outcome
+	refusals      metric.Int64Counter     // by reason
+	duplicates    metric.Int64Counter     // by stage (intake, process)
+	acceptLatency metric.Float64Histogram // seconds
+	procLatency   metric.Float64Histogram // seconds
+	deliveryLag   metric.Float64Histogram // seconds, now - createdAt
+	retries       metric.Int64Counter
+	deadLetters   metric.Int64Counter
+	activeSess    metric.Int64UpDownCounter
+	activePart    metric.Int64UpDownCounter
+	sessDuration  metric.Float64Histogram
+	partSeconds   metric.Float64Counter // by kind
+	reports       metric.Int64Counter   // by disposition
+	lateEvents    metric.Int64Counter
+}
+
+func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, prop propagation.TextMapPropagator) (*telemetry, error) {
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	if prop == nil {
+		prop = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	}
+	m := mp.Meter(instrumentationName)
+	t := &telemetry{tracer: tp.Tracer(instrumentationName), propagator: prop}
+	var err error
+	seconds := metric.WithUnit("s")
+	latencyBuckets := metric.WithExplicitBucketBoundaries(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10)
+	try := func(f func() error) {
+		if err == nil {
+			err = f()
+		}
+	}
+	try(func() (e error) {
+		t.requests, e = m.Int64Counter("livekitwebhook.requests", metric.WithDescription("Webhook requests by event and outcome."))
+		return
+	})
+	try(func() (e error) {
+		t.refusals, e = m.Int64Counter("livekitwebhook.refusals", metric.WithDescription("Refused webhook requests by reason."))
+		return
+	})
+	try(func() (e error) {
+		t.duplicates, e = m.Int64Counter("livekitwebhook.duplicates", metric.WithDescription("Duplicate events by stage."))
+		return
+	})
+	try(func() (e error) {
+		t.acceptLatency, e = m.Float64Histogram("livekitwebhook.accept.duration", seconds, latencyBuckets, metric.WithDescription("Time from request to durable acceptance."))
+		return
+	})
+	try(func() (e error) {
+		t.procLatency, e = m.Float64Histogram("livekitwebhook.process.duration", seconds, latencyBuckets, metric.WithDescription("Time to apply one event, hooks included."))
+		return
+	})
+	try(func() (e error) {
+		t.deliveryLag, e = m.Float64Histogram("livekitwebhook.delivery.lag", seconds, metric.WithExplicitBucketBoundaries(.1, .5, 1, 2, 5, 10, 30, 60, 300, 3600), metric.WithDescription("Now minus the event's createdAt, at intake."))
+		return
+	})
+	try(func() (e error) {
+		t.retries, e = m.Int64Counter("livekitwebhook.retries", metric.WithDescription("Processing attempts that failed and will be retried."))
+		return
+	})
+	try(func() (e error) {
+		t.deadLetters, e = m.Int64Counter("livekitwebhook.dead_letters", metric.WithDescription("Events dead-lettered after the last attempt."))
+		return
+	})
+	try(func() (e error) {
+		t.activeSess, e = m.Int64UpDownCounter("livekitwebhook.sessions.active", metric.WithDescription("Sessions started and not yet reported (this replica's view of changes)."))
+		return
+	})
+	try(func() (e error) {
+		t.activePart, e = m.Int64UpDownCounter("livekitwebhook.participants.active", metric.WithDescription("Participants joined and not yet left."))
+		return
+	})
+	try(func() (e error) {
+		t.sessDuration, e = m.Float64Histogram("livekitwebhook.session.duration", seconds, metric.WithExplicitBucketBoundaries(10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200), metric.WithDescription("Duration of ended sessions."))
+		return
+	})
+	try(func() (e error) {
+		t.partSeconds, e = m.Float64Counter("livekitwebhook.participant.seconds", seconds, metric.WithDescription("Participant-seconds of ended sessions, by participant kind."))
+		return
+	})
+	try(func() (e error) {
+		t.reports, e = m.Int64Counter("livekitwebhook.reports", metric.WithDescription("Final session reports by disposition."))
+		return
+	})
+	try(func() (e error) {
+		t.lateEvents, e = m.Int64Counter("livekitwebhook.late_events", metric.WithDescription("Events that arrived after their session was reported."))
+		return
+	})
+	return t, err
+}
+
+func attrs(kv ...attribute.KeyValue) metric.MeasurementOption {
+	return metric.WithAttributeSet(attribute.NewSet(kv...))
+}
+
+func (t *telemetry) countRequest(ctx context.Context, event, outcome string) {
+	if event == "" {
+		event = "unknown"
+	}
+	t.requests.Add(ctx, 1, attrs(attribute.String("event", event), attribute.String("outcome", outcome)))
+}
