@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/livekit/protocol/livekit"
@@ -33,7 +34,9 @@ func (p *processor) deadLetter(ctx context.Context, msg jetstream.Msg, ev *livek
 	dl := nats.NewMsg(engine.DLQSubject(name))
 	dl.Data = msg.Data()
 	for k, v := range msg.Headers() {
-		if k != jetstream.MsgIDHeader {
+		// Nats-* headers (message id, expected stream) belong to the
+		// original publish and would make this one fail or dedupe.
+		if !strings.HasPrefix(k, "Nats-") {
 			dl.Header[k] = v
 		}
 	}
@@ -124,7 +127,9 @@ func (r *Receiver) Replay(ctx context.Context, id string) (int, error) {
 			switch k {
 			case engine.HeaderError, engine.HeaderAttempts, engine.HeaderOrigSeq:
 			default:
-				msg.Header[k] = v
+				if !strings.HasPrefix(k, "Nats-") {
+					msg.Header[k] = v
+				}
 			}
 		}
 		// A fresh message id: the original id is still inside the dedupe

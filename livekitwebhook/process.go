@@ -171,6 +171,11 @@ func (p *processor) handleEvent(ctx context.Context, msg jetstream.Msg) {
 	}
 	span.RecordError(err)
 	span.SetStatus(codes.Error, "processing failed")
+	if ctx.Err() != nil {
+		// Shutting down: the event is redelivered later, not a failure.
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
 	p.r.callOnError(pctx, ev, err)
 	if attempt >= p.r.cfg.MaxAttempts {
 		p.deadLetter(pctx, msg, ev, id, err, attempt)

@@ -210,9 +210,9 @@ func (x *explainer) times(mc jwt.MapClaims) {
 		case !x.now.Before(exp.Time.Add(x.leeway)):
 			msg := fmt.Sprintf("It expired %s ago (exp %s, leeway %s).", fmtDur(x.now.Sub(exp.Time)), stamp(exp.Time), lw)
 			if !x.e.IssuedAt.IsZero() {
-				msg += fmt.Sprintf(" It was valid for %s after being issued;", fmtDur(exp.Time.Sub(x.e.IssuedAt)))
+				msg += fmt.Sprintf(" It was valid for %s after being issued.", fmtDur(exp.Time.Sub(x.e.IssuedAt)))
 			}
-			msg += " a captured request must be checked at the time it was captured, and a live one arrived late (a held-up queue or a replay)."
+			msg += " A live request this late was held up or replayed; check a captured one at the time it was captured."
 			x.problem("%s", msg)
 		case !x.now.Before(exp.Time):
 			x.say("It expired %s ago, within the leeway of %s: still accepted.", fmtDur(x.now.Sub(exp.Time)), lw)
