@@ -1,12 +1,12 @@
 package livekitwebhook
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"strconv"
@@ -84,15 +84,9 @@ func (r *Receiver) intake(ctx context.Context, w http.ResponseWriter, req *http.
 	if err != nil {
 		return nil, "", err
 	}
-	if _, err := r.verifier.Verify(req.Header.Get("Authorization"), req.Header.Get(legacySignatureHeader), body); err != nil {
-		return nil, "", err
-	}
-	ev := &livekit.WebhookEvent{}
-	if err := decodeOpts.Unmarshal(body, ev); err != nil {
-		return nil, "", fmt.Errorf("%w: %v", ErrMalformedEvent, err)
-	}
-	if ev.Event == "" {
-		return ev, "", fmt.Errorf("%w: no event name", ErrMalformedEvent)
+	ev, err := r.verifyAndDecode(req.Header.Get("Authorization"), req.Header.Get(legacySignatureHeader), body)
+	if err != nil {
+		return ev, "", err
 	}
 	if r.events != nil && !r.events[ev.Event] {
 		return ev, "ignored", nil
@@ -124,6 +118,22 @@ func (r *Receiver) intake(ctx context.Context, w http.ResponseWriter, req *http.
 	return ev, "accepted", nil
 }
 
+// verifyAndDecode checks the signature over the raw bytes, then decodes
+// leniently (LiveKit keeps adding fields and enum values).
+func (r *Receiver) verifyAndDecode(authorization, legacySig string, body []byte) (*livekit.WebhookEvent, error) {
+	if _, err := r.verifier.Verify(authorization, legacySig, body); err != nil {
+		return nil, err
+	}
+	ev := &livekit.WebhookEvent{}
+	if err := decodeOpts.Unmarshal(body, ev); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformedEvent, err)
+	}
+	if ev.Event == "" {
+		return ev, fmt.Errorf("%w: no event name", ErrMalformedEvent)
+	}
+	return ev, nil
+}
+
 // readBody reads at most MaxBodyBytes, refusing larger bodies without
 // reading them through.
 func (r *Receiver) readBody(w http.ResponseWriter, req *http.Request) ([]byte, error) {
@@ -135,25 +145,15 @@ func (r *Receiver) readBody(w http.ResponseWriter, req *http.Request) ([]byte, e
 	if req.ContentLength > 0 {
 		size = int(req.ContentLength)
 	}
-	buf := make([]byte, 0, size)
-	rd := http.MaxBytesReader(w, req.Body, limit)
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+	buf := bytes.NewBuffer(make([]byte, 0, size+1))
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, req.Body, limit)); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, ErrBodyTooLarge
 		}
-		n, err := rd.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				return nil, ErrBodyTooLarge
-			}
-			return nil, fmt.Errorf("%w: %v", ErrBodyRead, err)
-		}
+		return nil, fmt.Errorf("%w: %v", ErrBodyRead, err)
 	}
+	return buf.Bytes(), nil
 }
 
 // refusalBody is the JSON answer to a refused request.

@@ -1,0 +1,171 @@
+package livekitwebhook
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lookatitude/beluga-ai/v2/core"
+	"github.com/lookatitude/beluga-ai/v2/server"
+	chiadapter "github.com/lookatitude/beluga-ai/v2/server/adapters/chi"
+	echoadapter "github.com/lookatitude/beluga-ai/v2/server/adapters/echo"
+	grpcadapter "github.com/lookatitude/beluga-ai/v2/server/adapters/grpc"
+)
+
+// freeAddr returns a loopback address that was free a moment ago (Beluga's
+// adapters listen themselves and do not report the port of ":0").
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
+}
+
+// serveAdapter runs a.Serve on a free loopback port until the test ends and
+// returns its base URL once it answers.
+func serveAdapter(t testing.TB, a server.ServerAdapter, probe string) string {
+	t.Helper()
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(ctx, addr) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("adapter did not stop")
+		}
+	})
+	base := "http://" + addr
+	eventually(t, 10*time.Second, "adapter serving", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("Serve: %v", err)
+		default:
+		}
+		res, err := http.Get(base + probe)
+		if err != nil {
+			return false
+		}
+		_ = res.Body.Close()
+		return true
+	})
+	return base
+}
+
+func TestMountAdapters(t *testing.T) {
+	tests := []struct {
+		name    string
+		adapter func() server.ServerAdapter
+	}{
+		{"stdlib", func() server.ServerAdapter { return server.NewStdlibAdapter(server.Config{}) }},
+		{"chi", func() server.ServerAdapter { return chiadapter.New(server.Config{}) }},
+		{"echo", func() server.ServerAdapter { return echoadapter.New(server.Config{}) }},
+		{"registry-stdlib", func() server.ServerAdapter {
+			a, err := server.New("stdlib", server.Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return a
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			r, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = r.Stop(context.Background()) })
+			a := tc.adapter()
+			if err := r.Mount(a); err != nil {
+				t.Fatalf("Mount: %v", err)
+			}
+			base := serveAdapter(t, a, cfg.SessionsPath)
+
+			// The webhook: signed, accepted; unsigned, refused; GET, 405.
+			code, body := postEvent(t, base+cfg.Path, roomEvent("EV_mount1", "room_started", "mount-room", "RM_mount", time.Now().Unix()))
+			if code != http.StatusOK || !strings.Contains(body, `"accepted"`) {
+				t.Fatalf("signed post: %d %s", code, body)
+			}
+			if code, _, _ := post(t, base+cfg.Path, []byte(`{"event":"room_started"}`), nil); code != http.StatusUnauthorized {
+				t.Fatalf("unsigned post: %d, want 401", code)
+			}
+			res, err := http.Get(base + cfg.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = res.Body.Close()
+			if res.StatusCode != http.StatusMethodNotAllowed {
+				t.Fatalf("GET webhook: %d, want 405", res.StatusCode)
+			}
+
+			// The sessions API: the list, then one session by id.
+			eventually(t, 10*time.Second, "session listed", func() bool {
+				var list sessionsList
+				return getJSON(t, base+cfg.SessionsPath, &list) == http.StatusOK &&
+					len(list.Active) == 1 && list.Active[0].RoomSID == "RM_mount"
+			})
+			var s Session
+			if code := getJSON(t, base+cfg.SessionsPath+"/mount-room", &s); code != http.StatusOK || s.RoomName != "mount-room" {
+				t.Fatalf("GET session by id: %d %+v", code, s)
+			}
+			if code := getJSON(t, base+cfg.SessionsPath+"/nope", nil); code != http.StatusNotFound {
+				t.Fatalf("GET unknown session: %d, want 404", code)
+			}
+			var dlq map[string]any
+			if code := getJSON(t, base+"/voice/livekit/dlq", &dlq); code != http.StatusOK {
+				t.Fatalf("GET dlq: %d", code)
+			}
+		})
+	}
+}
+
+func TestMountErrors(t *testing.T) {
+	r, err := New(testConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("grpc", func(t *testing.T) {
+		err := r.Mount(grpcadapter.New(server.Config{}))
+		if err == nil {
+			t.Fatal("Mount on grpc succeeded")
+		}
+		var ce *core.Error
+		if !errors.As(err, &ce) || ce.Code != core.ErrInvalidInput {
+			t.Fatalf("want core.Error invalid_input, got %#v", err)
+		}
+		if !strings.Contains(err.Error(), "RegisterHandler not supported") || !strings.Contains(err.Error(), "gRPC") {
+			t.Fatalf("error does not explain itself: %v", err)
+		}
+	})
+	t.Run("nil", func(t *testing.T) {
+		if err := r.Mount(nil); err == nil {
+			t.Fatal("Mount(nil) succeeded")
+		}
+	})
+	t.Run("panicking router", func(t *testing.T) {
+		err := r.Mount(panicAdapter{})
+		if err == nil || !strings.Contains(err.Error(), "panicked") {
+			t.Fatalf("want a panic turned into an error, got %v", err)
+		}
+	})
+}
+
+// panicAdapter's RegisterHandler panics like a router with a route
+// conflict.
+type panicAdapter struct{ server.ServerAdapter }
+
+func (panicAdapter) RegisterHandler(string, http.Handler) error { panic("route conflict") }

@@ -1,0 +1,200 @@
+package livekitwebhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestTracesMetricsLogs: one receive span per request (continuing the
+// caller's traceparent), the process span in the same trace through the
+// engine, hook and report spans under it; metrics by event and outcome; no
+// secret or turnPassword in any attribute or log line.
+func TestTracesMetricsLogs(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	var logs syncBuffer
+	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var hc hookCounter
+	tr := startReceiver(t, testConfig(t), WithTracerProvider(tp), WithMeterProvider(mp), WithLogger(log), WithHooks(hc.hooks()))
+
+	const turn = "TURN-PASSWORD-SHOULD-NEVER-SHOW"
+	t0 := time.Now().Unix()
+	started := roomEvent("EV_otel00000001", "room_started", "otel-room", "RM_otel", t0)
+	started.Room.TurnPassword = turn
+	started.Room.Metadata = `{"secret_note":"METADATA-BLOB"}`
+	joined := participantEvent("EV_otel00000002", "participant_joined", "otel-room", "RM_otel", "PA_o", "olga", livekit.ParticipantInfo_SIP, t0+1, t0+1)
+	joined.Room.TurnPassword = turn
+	finished := roomEvent("EV_otel00000003", "room_finished", "otel-room", "RM_otel", t0+9)
+
+	// The first request carries a traceparent from an upstream proxy.
+	parent := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1, 2, 3}, SpanID: trace.SpanID{4, 5}, TraceFlags: trace.FlagsSampled})
+	hdr := map[string]string{}
+	propagation.TraceContext{}.Inject(trace.ContextWithSpanContext(context.Background(), parent), propagation.MapCarrier(hdr))
+	body := marshal(t, started)
+	hdr["Authorization"] = sign(t, testKey, testSecret, body, time.Minute)
+	if code, resp, _ := post(t, tr.url, body, hdr); code != 200 {
+		t.Fatalf("%d %s", code, resp)
+	}
+	postEvent(t, tr.url, joined)
+	postEvent(t, tr.url, finished)
+	post(t, tr.url, body, map[string]string{"Authorization": sign(t, testKey, "wrong-secret-wrong-secret-wrong!!", body, time.Minute)})
+	eventually(t, 15*time.Second, "report", func() bool { return len(hc.ended()) == 1 })
+	eventually(t, 5*time.Second, "report span", func() bool {
+		for _, s := range exp.GetSpans() {
+			if s.Name == spanReport {
+				return true
+			}
+		}
+		return false
+	})
+
+	spans := exp.GetSpans()
+	byID := map[trace.SpanID]tracetest.SpanStub{}
+	for _, s := range spans {
+		byID[s.SpanContext.SpanID()] = s
+	}
+	attr := func(s tracetest.SpanStub, k string) string {
+		for _, a := range s.Attributes {
+			if string(a.Key) == k {
+				return a.Value.Emit()
+			}
+		}
+		return ""
+	}
+	var receiveStarted, processStarted *tracetest.SpanStub
+	var refused, hooks int
+	for i, s := range spans {
+		switch {
+		case s.Name == spanReceive && attr(s, attrEventID) == "EV_otel00000001":
+			receiveStarted = &spans[i]
+		case s.Name == spanProcess && attr(s, attrEventID) == "EV_otel00000001":
+			processStarted = &spans[i]
+		case s.Name == spanReceive && attr(s, attrReason) == "bad_signature":
+			refused++
+		case s.Name == spanHook:
+			hooks++
+		}
+	}
+	if receiveStarted == nil || processStarted == nil {
+		t.Fatalf("missing receive/process spans among %d", len(spans))
+	}
+	if receiveStarted.SpanKind != trace.SpanKindServer || receiveStarted.Parent.SpanID() != parent.SpanID() ||
+		receiveStarted.SpanContext.TraceID() != parent.TraceID() {
+		t.Fatalf("receive span does not continue the traceparent: %+v", receiveStarted.Parent)
+	}
+	if processStarted.SpanContext.TraceID() != parent.TraceID() || processStarted.Parent.SpanID() != receiveStarted.SpanContext.SpanID() {
+		t.Fatal("process span is not a child of the receive span through the engine")
+	}
+	for k, want := range map[string]string{attrEvent: "room_started", attrRoomName: "otel-room", attrRoomSID: "RM_otel", attrOpName: spanProcess, attrSession: "otel-room"} {
+		if got := attr(*processStarted, k); got != want {
+			t.Errorf("process span %s = %q, want %q", k, got, want)
+		}
+	}
+	if refused != 1 {
+		t.Errorf("refused receive spans: %d", refused)
+	}
+	if hooks < 4 {
+		t.Errorf("hook spans: %d", hooks)
+	}
+	for _, s := range spans {
+		if s.Name == spanHook {
+			if p, ok := byID[s.Parent.SpanID()]; !ok || (p.Name != spanProcess && p.Name != spanReport) {
+				t.Errorf("hook span parent %v", s.Parent.SpanID())
+			}
+		}
+		b, _ := json.Marshal(s.Attributes)
+		for _, bad := range []string{testSecret, turn, "METADATA-BLOB"} {
+			if strings.Contains(string(b), bad) || strings.Contains(s.Status.Description, bad) {
+				t.Errorf("span %s leaks %q", s.Name, bad)
+			}
+			for _, e := range s.Events {
+				eb, _ := json.Marshal(e)
+				if strings.Contains(string(eb), bad) {
+					t.Errorf("span event leaks %q", bad)
+				}
+			}
+		}
+	}
+	for _, line := range strings.Split(logs.String(), "\n") {
+		for _, bad := range []string{testSecret, turn, "METADATA-BLOB"} {
+			if strings.Contains(line, bad) {
+				t.Errorf("log line leaks %q: %s", bad, line)
+			}
+		}
+	}
+	if !strings.Contains(logs.String(), `"trace_id":"`+parent.TraceID().String()) {
+		t.Error("log lines carry no trace id")
+	}
+
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	sums := map[string]int64{}
+	names := map[string]bool{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			names[m.Name] = true
+			if d, ok := m.Data.(metricdata.Sum[int64]); ok {
+				for _, dp := range d.DataPoints {
+					key := m.Name
+					for _, kv := range dp.Attributes.ToSlice() {
+						key += "," + string(kv.Key) + "=" + kv.Value.Emit()
+					}
+					sums[key] += dp.Value
+				}
+			}
+		}
+	}
+	for k, want := range map[string]int64{
+		"livekitwebhook.requests,event=room_started,outcome=accepted":  1,
+		"livekitwebhook.requests,event=unknown,outcome=refused":        1,
+		"livekitwebhook.refusals,reason=bad_signature":                 1,
+		"livekitwebhook.reports,disposition=completed":                 1,
+		"livekitwebhook.sessions.active":                               0,
+		"livekitwebhook.requests,event=room_finished,outcome=accepted": 1,
+	} {
+		if sums[k] != want {
+			t.Errorf("%s = %d, want %d (all: %v)", k, sums[k], want, sums)
+		}
+	}
+	for _, n := range []string{"livekitwebhook.accept.duration", "livekitwebhook.process.duration", "livekitwebhook.delivery.lag",
+		"livekitwebhook.session.duration", "livekitwebhook.participant.seconds", "livekitwebhook.participants.active"} {
+		if !names[n] {
+			t.Errorf("metric %s not recorded", n)
+		}
+	}
+}

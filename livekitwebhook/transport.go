@@ -1,0 +1,276 @@
+package livekitwebhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"sync"
+
+	"github.com/lookatitude/beluga-ai/v2/core"
+	"github.com/lookatitude/beluga-ai/v2/voice"
+	"github.com/lookatitude/beluga-ai/v2/voice/transport"
+	"github.com/lookatitude/beluga-ai/v2/voice/transport/providers/livekit"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
+)
+
+// TransportName is the name this package registers in Beluga's
+// voice/transport registry (in init). Beluga's own "livekit" transport
+// cannot be registered twice, so the decorator has its own name.
+const TransportName = "livekit-webhook"
+
+// Keys of transport.Config.Extra read by the "livekit-webhook" transport.
+const (
+	// ExtraReceiver holds the *Receiver whose session tracking the transport
+	// binds to. It is the only way the provider finds a receiver: there is
+	// no global one. TransportConfig fills it.
+	ExtraReceiver = "livekitwebhook.receiver"
+	// ExtraRoom is the LiveKit room name (the key Beluga's "livekit"
+	// transport reads too). Required.
+	ExtraRoom = "room"
+	// ExtraRoomSID optionally pins the room sid: if the receiver has already
+	// processed room_finished of that sid, the transport starts closed.
+	ExtraRoomSID = "room_sid"
+)
+
+// ErrTransportClosed is the cause of the error Send and AudioOut writes
+// return once the transport is closed (by Close or by room_finished).
+var ErrTransportClosed = errors.New("livekitwebhook: transport closed")
+
+func init() {
+	transport.Register(TransportName, func(cfg transport.Config) (transport.AudioTransport, error) {
+		return NewTransport(cfg)
+	})
+}
+
+// TransportConfig returns a copy of base whose Extra carries the receiver
+// and the room, ready for transport.New(TransportName, …). base.URL and
+// base.Token are those of Beluga's "livekit" transport (both required by
+// it); base.Extra is copied, not modified.
+func TransportConfig(r *Receiver, room string, base transport.Config) transport.Config {
+	extra := make(map[string]any, len(base.Extra)+2)
+	for k, v := range base.Extra {
+		extra[k] = v
+	}
+	extra[ExtraReceiver] = r
+	extra[ExtraRoom] = room
+	base.Extra = extra
+	return base
+}
+
+// Transport is the "livekit-webhook" voice transport: Beluga's "livekit"
+// transport bound to one room of a Receiver. It closes itself once the
+// receiver (any replica sharing its engine) has processed the room's
+// room_finished, which ends Recv and so a voice.VoicePipeline running on it.
+// Close unbinds it from the receiver. It is safe for concurrent use.
+type Transport struct {
+	inner transport.AudioTransport
+	recv  *Receiver
+	room  string
+
+	cancel context.CancelFunc // ends the room_finished watch
+	done   chan struct{}      // closed by Close
+
+	mu       sync.Mutex
+	closed   bool
+	finished bool
+	closeErr error
+}
+
+var _ transport.AudioTransport = (*Transport)(nil)
+
+// NewTransport is the factory registered as TransportName. cfg.Extra must
+// hold the receiver under ExtraReceiver (see TransportConfig) and the room
+// name under ExtraRoom; the receiver must be started. The rest of cfg goes
+// to Beluga's livekit.New (URL and Token are required there).
+func NewTransport(cfg transport.Config) (*Transport, error) {
+	const op = "livekitwebhook.transport.new"
+	raw, present := cfg.Extra[ExtraReceiver]
+	r, _ := raw.(*Receiver)
+	if r == nil {
+		msg := fmt.Sprintf("transport %q needs the receiver in Config.Extra[%q] (use livekitwebhook.TransportConfig)", TransportName, ExtraReceiver)
+		if present {
+			msg = fmt.Sprintf("transport %q: Config.Extra[%q] holds %T, want a non-nil *livekitwebhook.Receiver", TransportName, ExtraReceiver, raw)
+		}
+		return nil, core.NewError(op, core.ErrInvalidInput, msg, nil)
+	}
+	room, _ := cfg.Extra[ExtraRoom].(string)
+	if room == "" {
+		return nil, core.NewError(op, core.ErrInvalidInput,
+			fmt.Sprintf("transport %q needs the room name in Config.Extra[%q]", TransportName, ExtraRoom), nil)
+	}
+	inner, err := livekit.New(cfg)
+	if err != nil {
+		return nil, core.NewError(op, core.ErrInvalidInput, "livekit transport", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	// Subscribe before looking at the stored state, so a room_finished
+	// processed in between is not missed.
+	fired, err := r.WatchRoomFinished(ctx, room)
+	if err != nil {
+		cancel()
+		_ = inner.Close()
+		return nil, core.NewError(op, core.ErrProviderDown, "receiver not started", err)
+	}
+	t := &Transport{inner: inner, recv: r, room: room, cancel: cancel, done: make(chan struct{})}
+	if sid, _ := cfg.Extra[ExtraRoomSID].(string); sid != "" {
+		s, ok, err := r.SessionByRoomSID(ctx, sid)
+		if err != nil {
+			_ = t.Close()
+			return nil, core.NewError(op, core.ErrProviderDown, "read room state", err)
+		}
+		if ok && s.EndedAt != nil {
+			t.finish()
+			return t, nil
+		}
+	}
+	go func() {
+		select {
+		case <-fired:
+			// fired also closes when ctx ends, which only Close does.
+			if ctx.Err() == nil {
+				t.finish()
+			}
+		case <-t.done:
+		}
+	}()
+	return t, nil
+}
+
+// finish closes the transport because its room finished.
+func (t *Transport) finish() {
+	t.mu.Lock()
+	if !t.closed {
+		t.finished = true
+	}
+	t.mu.Unlock()
+	_ = t.Close()
+	t.recv.log.Debug("transport closed: room finished", "room_name", t.room)
+}
+
+// Room is the LiveKit room name the transport is bound to.
+func (t *Transport) Room() string { return t.room }
+
+// Done is closed once the transport is closed, by Close or because the
+// room finished.
+func (t *Transport) Done() <-chan struct{} { return t.done }
+
+// Finished reports whether the transport closed because the room's
+// room_finished was processed.
+func (t *Transport) Finished() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.finished
+}
+
+// Session returns the receiver's current view of the room (its latest room
+// sid); ok is false while the receiver has not seen the room.
+func (t *Transport) Session(ctx context.Context) (Session, bool, error) {
+	return t.recv.sessionByRoomName(ctx, t.room)
+}
+
+func (t *Transport) isClosed() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closed
+}
+
+// Recv yields the frames of the underlying LiveKit transport. The iterator
+// returns, without an error, once the transport is closed (also when it
+// was closed before Recv was called) or ctx ends.
+func (t *Transport) Recv(ctx context.Context) iter.Seq2[voice.Frame, error] {
+	return func(yield func(voice.Frame, error) bool) {
+		if t.isClosed() {
+			return
+		}
+		for f, err := range t.inner.Recv(ctx) {
+			if err != nil && t.isClosed() {
+				return // closed between our check and the inner one
+			}
+			if !yield(f, err) || err != nil {
+				return
+			}
+			if t.isClosed() {
+				return
+			}
+		}
+	}
+}
+
+// Send forwards frame to the underlying transport. After Close (or the
+// room's end) it returns a core.Error wrapping ErrTransportClosed, and
+// ErrRoomFinished too when the room finished.
+func (t *Transport) Send(ctx context.Context, frame voice.Frame) error {
+	if err := t.closedErr("send"); err != nil {
+		return err
+	}
+	return t.inner.Send(ctx, frame)
+}
+
+// AudioOut returns a writer to the underlying transport's audio output that
+// fails with the Send error once the transport is closed.
+func (t *Transport) AudioOut() io.Writer { return audioOut{t} }
+
+type audioOut struct{ t *Transport }
+
+func (w audioOut) Write(p []byte) (int, error) {
+	if err := w.t.closedErr("audio_out"); err != nil {
+		return 0, err
+	}
+	return w.t.inner.AudioOut().Write(p)
+}
+
+func (t *Transport) closedErr(op string) error {
+	t.mu.Lock()
+	closed, finished := t.closed, t.finished
+	t.mu.Unlock()
+	switch {
+	case !closed:
+		return nil
+	case finished:
+		return core.NewError("livekitwebhook.transport."+op, core.ErrInvalidInput,
+			fmt.Sprintf("transport closed: room %q finished", t.room),
+			fmt.Errorf("%w: %w", ErrTransportClosed, ErrRoomFinished))
+	default:
+		return core.NewError("livekitwebhook.transport."+op, core.ErrInvalidInput,
+			"transport closed", ErrTransportClosed)
+	}
+}
+
+// Close ends Recv, unbinds the transport from the receiver (stops watching
+// the room) and closes the underlying transport. It is idempotent.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		err := t.closeErr
+		t.mu.Unlock()
+		return err
+	}
+	t.closed = true
+	t.cancel()
+	close(t.done)
+	t.closeErr = t.inner.Close()
+	err := t.closeErr
+	t.mu.Unlock()
+	return err
+}
+
+// sessionByRoomName returns the session of the latest room sid seen under
+// name.
+func (r *Receiver) sessionByRoomName(ctx context.Context, name string) (Session, bool, error) {
+	eng := r.engine()
+	if eng == nil {
+		return Session{}, false, ErrEngineUnavailable
+	}
+	e, err := eng.Names.Get(ctx, "room."+engine.Key(name))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Session{}, false, nil
+	}
+	if err != nil {
+		return Session{}, false, err
+	}
+	return r.SessionByRoomSID(ctx, string(e.Value()))
+}
