@@ -1,0 +1,62 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBenchInProcess(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var progress bytes.Buffer
+	res, err := runBenchmark(ctx, benchConfig{N: 300, C: 8, Rounds: 2, Key: "devkey", Secret: "secret",
+		Timeout: 45 * time.Second, Progress: &progress})
+	t.Log("\n" + progress.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Baseline == nil || !res.InProcess {
+		t.Fatalf("want an in-process target and a baseline: %+v", res)
+	}
+	if res.Target.OK != 600 || res.Target.Errors != 0 || res.Baseline.OK != 600 || res.Baseline.Errors != 0 {
+		t.Fatalf("not all 2xx: target %+v baseline %+v", res.Target, *res.Baseline)
+	}
+	if len(res.Runs) != 4 || res.Runs[0].Server != "baseline" || res.Runs[1].Server != "target" {
+		t.Fatalf("rounds must alternate baseline, target: %+v", res.Runs)
+	}
+	for _, r := range res.Runs {
+		if r.Status["200"] != 300 || r.RPS <= 0 || r.P50 <= 0 || r.P50 > r.P90 || r.P90 > r.P99 {
+			t.Errorf("round %+v", r)
+		}
+	}
+	if res.ThroughputRatio <= 0 || res.P99Ratio <= 0 {
+		t.Fatalf("ratios %v %v", res.ThroughputRatio, res.P99Ratio)
+	}
+	last := strings.TrimSpace(progress.String())
+	last = last[strings.LastIndex(last, "\n")+1:]
+	if !strings.HasPrefix(last, "ratio throughput=") || !strings.Contains(last, " p99=") {
+		t.Errorf("final line %q", last)
+	}
+}
+
+func TestMedianAndPercentile(t *testing.T) {
+	if m := median([]float64{3, 1, 2}); m != 2 {
+		t.Error(m)
+	}
+	if m := median([]float64{4, 1}); m != 2.5 {
+		t.Error(m)
+	}
+	d := make([]time.Duration, 100)
+	for i := range d {
+		d[i] = time.Duration(i+1) * time.Millisecond
+	}
+	if p := percentile(d, 0.99); p != 99 {
+		t.Error(p)
+	}
+	if p := percentile(d, 0.5); p != 50 {
+		t.Error(p)
+	}
+}
