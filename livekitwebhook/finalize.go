@@ -81,7 +81,7 @@ func (p *processor) finalize(ctx context.Context, t task) (err error) {
 		span.End()
 	}()
 	var won bool
-	rec, err := p.rooms.update(ctx, t.Key, func(cur *roomRecord) (*roomRecord, error) {
+	rec, err := p.rooms.update(ctx, t.Key, nil, func(cur *roomRecord) (*roomRecord, error) {
 		won = false
 		if cur == nil || cur.Reported {
 			return nil, nil
@@ -149,7 +149,7 @@ func (p *processor) deliver(ctx context.Context, key string, rec *roomRecord) er
 		}
 		done = append(done, uint(i))
 	}
-	_, err = p.rooms.update(ctx, key, func(cur *roomRecord) (*roomRecord, error) {
+	_, err = p.rooms.update(ctx, key, nil, func(cur *roomRecord) (*roomRecord, error) {
 		if cur == nil || cur.Delivered {
 			return nil, nil
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -33,6 +34,9 @@ type processor struct {
 	work    []chan jetstream.Msg
 	consume []jetstream.ConsumeContext
 }
+
+// cacheSize is how many room records each worker keeps decoded.
+const cacheSize = 2048
 
 const (
 	ackWait     = 5 * time.Minute
@@ -75,8 +79,9 @@ func (p *processor) start(ctx context.Context) error {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
+			cache := newRecordCache(cacheSize)
 			for msg := range ch {
-				p.handleEvent(runCtx, msg)
+				p.handleEvent(runCtx, msg, cache)
 			}
 		}()
 	}
@@ -139,7 +144,7 @@ func (p *processor) stopWorkers() {
 }
 
 // handleEvent applies one stored event, then acks, retries or dead-letters.
-func (p *processor) handleEvent(ctx context.Context, msg jetstream.Msg) {
+func (p *processor) handleEvent(ctx context.Context, msg jetstream.Msg, cache *recordCache) {
 	start := time.Now()
 	tel := p.r.tel
 	pctx := tel.propagator.Extract(ctx, propagation.HeaderCarrier(msg.Headers()))
@@ -163,7 +168,7 @@ func (p *processor) handleEvent(ctx context.Context, msg jetstream.Msg) {
 		id = ev.Id
 	}
 	span.SetAttributes(eventAttrs(ev)...)
-	err := p.apply(pctx, ev, id, span)
+	err := p.apply(pctx, ev, id, span, cache)
 	tel.procLatency.Record(pctx, time.Since(start).Seconds(), attrs(attribute.String("event", ev.Event)))
 	if err == nil {
 		_ = msg.Ack()
@@ -219,7 +224,7 @@ func (p *processor) roomKey(ctx context.Context, ev *livekit.WebhookEvent, id st
 
 // apply folds ev into its room record (once per event id), then runs the
 // hooks that have not yet succeeded for it.
-func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id string, span trace.Span) error {
+func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id string, span trace.Span, cache *recordCache) error {
 	key, sid, err := p.roomKey(ctx, ev, id)
 	if err != nil {
 		return err
@@ -228,8 +233,8 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 		return p.applyRoomless(ctx, ev, id, key)
 	}
 	var fresh, late, justApplied bool
-	var before lifecycle.Session
-	rec, err := p.rooms.update(ctx, key, func(cur *roomRecord) (*roomRecord, error) {
+	var activeBefore int
+	rec, err := p.rooms.update(ctx, key, cache, func(cur *roomRecord) (*roomRecord, error) {
 		fresh, late, justApplied = false, false, false
 		if cur != nil && cur.Reported {
 			late = !cur.State.Applied(id)
@@ -250,7 +255,7 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 		if err := p.r.correlate(ctx, &next.State, ev); err != nil {
 			return nil, err
 		}
-		before = next.State.Session()
+		activeBefore = next.State.ActiveParticipants()
 		next.State, justApplied = lifecycle.Apply(next.State, ev)
 		if hooks := p.r.hooks.forEvent(ev.Event); justApplied && len(hooks) > 0 {
 			if next.Pending == nil {
@@ -285,7 +290,7 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 	if !justApplied {
 		p.r.tel.duplicates.Add(ctx, 1, attrs(attribute.String("stage", "process")))
 	} else {
-		p.afterApply(ctx, ev, rec, fresh, before)
+		p.afterApply(ctx, ev, rec, fresh, activeBefore)
 	}
 	if fresh && rec.State.RoomName != "" && sid == lifecycle.RoomSID(ev) {
 		if err := p.index(ctx, rec); err != nil {
@@ -300,30 +305,21 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 	if ev.Event == "room_finished" && justApplied {
 		p.notifyFinished(rec.State.RoomName, sid)
 	}
-	return p.runHooks(ctx, key, id, ev, rec)
+	return p.runHooks(ctx, key, id, ev, rec, cache)
 }
 
 // afterApply updates the gauges that follow sessions and participants.
-func (p *processor) afterApply(ctx context.Context, ev *livekit.WebhookEvent, rec *roomRecord, fresh bool, before lifecycle.Session) {
+func (p *processor) afterApply(ctx context.Context, ev *livekit.WebhookEvent, rec *roomRecord, fresh bool, activeBefore int) {
 	if fresh {
 		p.r.tel.activeSess.Add(ctx, 1)
 	}
-	after := rec.State.Session()
-	if d := activeCount(after) - activeCount(before); d != 0 {
+	if d := rec.State.ActiveParticipants() - activeBefore; d != 0 {
 		p.r.tel.activePart.Add(ctx, int64(d))
 	}
-	p.r.log.Debug("event applied", withTrace(ctx, []any{"event", ev.Event, "event_id", ev.Id,
-		"room_sid", rec.State.RoomSID, "session_id", rec.State.SessionID})...)
-}
-
-func activeCount(s lifecycle.Session) int {
-	n := 0
-	for _, pt := range s.Participants {
-		if pt.State == "active" {
-			n++
-		}
+	if p.r.log.Enabled(ctx, slog.LevelDebug) {
+		p.r.log.Debug("event applied", withTrace(ctx, []any{"event", ev.Event, "event_id", ev.Id,
+			"room_sid", rec.State.RoomSID, "session_id", rec.State.SessionID})...)
 	}
-	return n
 }
 
 // index records room name -> sid and session id -> sid for lookups.
@@ -343,7 +339,7 @@ func (p *processor) applyRoomless(ctx context.Context, ev *livekit.WebhookEvent,
 	if len(hooks) == 0 {
 		return nil
 	}
-	rec, err := p.rooms.update(ctx, key, func(cur *roomRecord) (*roomRecord, error) {
+	rec, err := p.rooms.update(ctx, key, nil, func(cur *roomRecord) (*roomRecord, error) {
 		if cur != nil {
 			return nil, nil
 		}
@@ -357,12 +353,12 @@ func (p *processor) applyRoomless(ctx context.Context, ev *livekit.WebhookEvent,
 	if err != nil {
 		return err
 	}
-	return p.runHooks(ctx, key, id, ev, rec)
+	return p.runHooks(ctx, key, id, ev, rec, nil)
 }
 
 // runHooks calls the pending hooks of event id, records the successes, and
 // returns the first failure.
-func (p *processor) runHooks(ctx context.Context, key, id string, ev *livekit.WebhookEvent, rec *roomRecord) error {
+func (p *processor) runHooks(ctx context.Context, key, id string, ev *livekit.WebhookEvent, rec *roomRecord, cache *recordCache) error {
 	pending := rec.Pending[id]
 	if len(pending) == 0 {
 		return nil
@@ -383,7 +379,7 @@ func (p *processor) runHooks(ctx context.Context, key, id string, ev *livekit.We
 		done = append(done, h.id)
 	}
 	if len(done) > 0 {
-		_, err := p.rooms.update(ctx, key, func(cur *roomRecord) (*roomRecord, error) {
+		_, err := p.rooms.update(ctx, key, cache, func(cur *roomRecord) (*roomRecord, error) {
 			if cur == nil || len(cur.Pending[id]) == 0 {
 				return nil, nil
 			}

@@ -86,25 +86,36 @@ func isConflict(err error) bool {
 
 // update runs f on the current record (nil when absent) and writes the
 // result with compare-and-set, retrying on conflicts. f returns nil to write
-// nothing.
-func (r rooms) update(ctx context.Context, key string, f func(rec *roomRecord) (*roomRecord, error)) (*roomRecord, error) {
+// nothing; it must not modify the record it is given. cache may be nil.
+func (r rooms) update(ctx context.Context, key string, cache *recordCache, f func(rec *roomRecord) (*roomRecord, error)) (*roomRecord, error) {
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		cur, rev, err := r.get(ctx, key)
-		if err != nil {
-			return nil, err
+		cur, rev, cached := cache.get(key)
+		if !cached {
+			var err error
+			if cur, rev, err = r.get(ctx, key); err != nil {
+				return nil, err
+			}
 		}
 		next, err := f(cur)
 		if err != nil || next == nil {
+			if !cached && cur != nil {
+				cache.put(key, cur, rev)
+			}
 			return cur, err
 		}
-		if _, err := r.put(ctx, key, next, rev); errors.Is(err, errConflict) {
+		nrev, err := r.put(ctx, key, next, rev)
+		if errors.Is(err, errConflict) {
+			cache.drop(key)
 			continue
-		} else if err != nil {
+		}
+		if err != nil {
+			cache.drop(key)
 			return nil, err
 		}
+		cache.put(key, next, nrev)
 		return next, nil
 	}
 }

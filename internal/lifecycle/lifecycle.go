@@ -644,3 +644,18 @@ func msSeconds(ms int64) float64 {
 	}
 	return float64(ms) / 1000
 }
+
+// ActiveParticipants counts participants the Session view shows as active,
+// without building the view (the processor calls it on every event).
+func (s State) ActiveParticipants() int {
+	if s.RoomFinished || s.Expired {
+		return 0
+	}
+	n := 0
+	for _, p := range s.Participants {
+		if !p.Left && !p.Aborted {
+			n++
+		}
+	}
+	return n
+}

@@ -694,3 +694,24 @@ func TestRoutingHelpers(t *testing.T) {
 		t.Error("Kind(nil) must be unknown")
 	}
 }
+
+func TestActiveParticipantsMatchesView(t *testing.T) {
+	for seed := int64(0); seed < 200; seed++ {
+		s := NewState("RM_0", "room-0")
+		for _, ev := range generate(seed).events {
+			if RoomSID(ev) != "RM_0" {
+				continue
+			}
+			s, _ = Apply(s, ev)
+			n := 0
+			for _, p := range s.Session().Participants {
+				if p.State == ParticipantActive {
+					n++
+				}
+			}
+			if got := s.ActiveParticipants(); got != n {
+				t.Fatalf("seed %d: ActiveParticipants %d, view %d", seed, got, n)
+			}
+		}
+	}
+}

@@ -1,0 +1,224 @@
+package livekitwebhook
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
+)
+
+// BenchmarkProcessingVsBaseline measures the processor with 10,000 active
+// sessions against a bare consumer loop on the same engine that does one KV
+// get + compare-and-set update + ack per event, and reports the ratio.
+//
+//	go test -run XXX -bench ProcessingVsBaseline -benchtime 1x ./livekitwebhook
+func BenchmarkProcessingVsBaseline(b *testing.B) {
+	const active = 10_000
+	n := max(b.N, 20_000)
+	cfg := testConfig(b)
+	cfg.FinalizeGrace = "1h"
+
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	tr := startReceiver(b, cfg)
+	eng := tr.Engine()
+	ctx := context.Background()
+
+	t0 := time.Now().Unix()
+	publish(b, eng, active, func(i int) *livekit.WebhookEvent {
+		return roomEvent(fmt.Sprintf("EV_s%011d", i), "room_started", fmt.Sprintf("room-%d", i), fmt.Sprintf("RM_%d", i), t0)
+	})
+	waitDrained(b, eng, engine.ConsumerProcessor)
+	var after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	heapPerSession := float64(after.HeapAlloc-before.HeapAlloc) / active
+
+	// Receiver: n participant events spread over the active rooms.
+	recvRate := timed(b, func() {
+		publish(b, eng, n, func(i int) *livekit.WebhookEvent {
+			room := i % active
+			return participantEvent(fmt.Sprintf("EV_p%011d", i), "participant_joined", fmt.Sprintf("room-%d", room),
+				fmt.Sprintf("RM_%d", room), fmt.Sprintf("PA_%d", i), fmt.Sprintf("user-%d", i), livekit.ParticipantInfo_STANDARD, t0+1, t0+1)
+		})
+		waitDrained(b, eng, engine.ConsumerProcessor)
+	}, n)
+
+	// Baseline on the same engine.
+	baseRate := baselineLoop(b, ctx, eng, n, active)
+
+	b.ReportMetric(recvRate, "events/s")
+	b.ReportMetric(baseRate, "baseline_events/s")
+	b.ReportMetric(recvRate/baseRate, "ratio")
+	b.ReportMetric(heapPerSession, "heap_B/session")
+	b.Logf("processing: %.0f events/s, baseline %.0f events/s, ratio %.2f; heap per active session %.0f B (%d sessions)",
+		recvRate, baseRate, recvRate/baseRate, heapPerSession, active)
+}
+
+func timed(b *testing.B, f func(), n int) float64 {
+	b.Helper()
+	start := time.Now()
+	f()
+	return float64(n) / time.Since(start).Seconds()
+}
+
+// publish stores n events through the engine exactly as intake does.
+func publish(b testing.TB, eng *engine.Engine, n int, mk func(i int) *livekit.WebhookEvent) {
+	b.Helper()
+	js := eng.JetStream()
+	var futures []jetstream.PubAckFuture
+	for i := 0; i < n; i++ {
+		ev := mk(i)
+		body, _ := protojson.Marshal(ev)
+		msg := nats.NewMsg(engine.EventSubject(ev.Event))
+		msg.Data = body
+		msg.Header.Set(headerEventID, ev.Id)
+		msg.Header.Set(headerRoomKey, ev.Room.Name)
+		msg.Header.Set(engine.HeaderEvent, ev.Event)
+		f, err := js.PublishMsgAsync(msg, jetstream.WithMsgID(ev.Id))
+		if err != nil {
+			b.Fatal(err)
+		}
+		futures = append(futures, f)
+		if len(futures) >= 4096 {
+			waitFutures(b, futures)
+			futures = futures[:0]
+		}
+	}
+	waitFutures(b, futures)
+}
+
+func waitFutures(b testing.TB, fs []jetstream.PubAckFuture) {
+	for _, f := range fs {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			b.Fatal(err)
+		case <-time.After(30 * time.Second):
+			b.Fatal("publish timed out")
+		}
+	}
+}
+
+// waitDrained waits until a consumer has acked everything in its stream.
+func waitDrained(b testing.TB, eng *engine.Engine, name string) {
+	b.Helper()
+	ctx := context.Background()
+	c, err := eng.Events.Consumer(ctx, name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for time.Now().Before(deadline) {
+		info, err := c.Info(ctx)
+		if err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.Fatal("consumer did not drain")
+}
+
+// baselineLoop: the bare loop the issue names — per event one KV get, one
+// compare-and-set update and one ack — with the processor's worker count.
+// Like the receiver's run, it is timed from the first publish to the last
+// ack, publishing while it consumes.
+func baselineLoop(b *testing.B, ctx context.Context, eng *engine.Engine, n, keys int) float64 {
+	b.Helper()
+	js := eng.JetStream()
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BASELINE", Subjects: []string{"baseline.>"}, Storage: jetstream.FileStorage})
+	if err != nil {
+		b.Fatal(err)
+	}
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "baseline", Storage: jetstream.FileStorage})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < keys; i++ {
+		if _, err := kv.Put(ctx, fmt.Sprintf("k%d", i), []byte(`{"n":0}`)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cons, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "baseline", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 8 * 256})
+	if err != nil {
+		b.Fatal(err)
+	}
+	workers := DefaultConfig().Workers
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	done := 0
+	finished := make(chan struct{})
+	chans := make([]chan jetstream.Msg, workers)
+	for w := range chans {
+		chans[w] = make(chan jetstream.Msg, 64)
+		wg.Add(1)
+		go func(ch chan jetstream.Msg) {
+			defer wg.Done()
+			for m := range ch {
+				key := "k" + m.Subject()[len("baseline."):]
+				e, err := kv.Get(ctx, key)
+				if err == nil {
+					_, err = kv.Update(ctx, key, append([]byte(nil), e.Value()...), e.Revision())
+				}
+				if err != nil {
+					_ = m.Nak()
+					continue
+				}
+				_ = m.Ack()
+				mu.Lock()
+				done++
+				if done == n {
+					close(finished)
+				}
+				mu.Unlock()
+			}
+		}(chans[w])
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		var h uint32
+		for _, c := range m.Subject() {
+			h = h*31 + uint32(c)
+		}
+		chans[h%uint32(workers)] <- m
+	}, jetstream.PullMaxMessages(workers*32))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Publish while consuming, as the receiver's run does.
+	start := time.Now()
+	var futures []jetstream.PubAckFuture
+	for i := 0; i < n; i++ {
+		f, err := js.PublishAsync(fmt.Sprintf("baseline.%d", i%keys), []byte(`{"event":"participant_joined"}`))
+		if err != nil {
+			b.Fatal(err)
+		}
+		futures = append(futures, f)
+		if len(futures) >= 4096 {
+			waitFutures(b, futures)
+			futures = futures[:0]
+		}
+	}
+	waitFutures(b, futures)
+	select {
+	case <-finished:
+	case <-time.After(5 * time.Minute):
+		b.Fatal("baseline did not finish")
+	}
+	rate := float64(n) / time.Since(start).Seconds()
+	cc.Stop()
+	for _, ch := range chans {
+		close(ch)
+	}
+	wg.Wait()
+	return rate
+}
