@@ -35,6 +35,8 @@ var decodeOpts = protojson.UnmarshalOptions{DiscardUnknown: true}
 // Retry-After when it cannot store, and a typed 4xx for everything else.
 func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
+	r.inflight.Add(1)
+	defer r.inflight.Add(-1)
 	ctx := r.tel.propagator.Extract(req.Context(), propagation.HeaderCarrier(req.Header))
 	ctx, span := r.tel.tracer.Start(ctx, spanReceive, trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(attribute.String(attrOpName, spanReceive)))

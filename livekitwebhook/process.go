@@ -81,6 +81,7 @@ func (p *processor) start(ctx context.Context) error {
 			defer p.wg.Done()
 			cache := newRecordCache(cacheSize)
 			for msg := range ch {
+				p.yieldToIntake(runCtx)
 				p.handleEvent(runCtx, msg, cache)
 			}
 		}()
@@ -109,6 +110,27 @@ func (p *processor) start(ctx context.Context) error {
 		p.sweep(runCtx)
 	}()
 	return nil
+}
+
+// maxYield bounds how long one event waits for intake to go quiet.
+const maxYield = time.Second
+
+// yieldToIntake gives intake priority: while webhook requests are being
+// answered, processing waits (up to maxYield per event). A 2xx is what
+// LiveKit waits for, and its per-room queues drop events after 30 s;
+// processing only lags, and catches up once the burst is over.
+func (p *processor) yieldToIntake(ctx context.Context) {
+	if p.r.inflight.Load() == 0 {
+		return
+	}
+	deadline := time.Now().Add(maxYield)
+	for p.r.inflight.Load() > 0 && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
 }
 
 // dispatch routes a message to the worker of its room, so that events of

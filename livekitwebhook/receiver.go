@@ -36,6 +36,9 @@ type Receiver struct {
 	stopped chan struct{}
 
 	draining atomic.Bool
+	// inflight counts intake requests being answered; the processor yields
+	// to them (see processor.yieldToIntake).
+	inflight atomic.Int64
 }
 
 var (
