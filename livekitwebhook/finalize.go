@@ -26,19 +26,26 @@ const (
 // task is a timer kept in JetStream: the finalizer naks it until it is due,
 // so it survives restarts and any replica may run it.
 type task struct {
-	Kind  string `json:"kind"`
-	Key   string `json:"key"`
-	SID   string `json:"sid"`
-	DueMs int64  `json:"due_ms"`
+	Kind   string `json:"kind"`
+	Key    string `json:"key"`
+	SID    string `json:"sid"`
+	DueMs  int64  `json:"due_ms"`
+	Reason string `json:"reason,omitempty"` // why an expire task closes the session
 }
 
-// scheduleFinalize publishes the timer once per (kind, room): the message id
-// deduplicates repeated scheduling by retries and other replicas.
+// scheduleFinalize publishes the timer once per (kind, room).
 func (p *processor) scheduleFinalize(ctx context.Context, rec *roomRecord, kind string, dueMs int64) error {
-	sid := rec.State.RoomSID
-	b, _ := json.Marshal(task{Kind: kind, Key: engine.Key(sid), SID: sid, DueMs: dueMs})
-	_, err := p.eng.JetStream().Publish(ctx, engine.TaskSubject(kind, sid), b,
-		jetstream.WithMsgID(kind+"/"+sid), jetstream.WithExpectStream(engine.StreamTasks))
+	return p.scheduleTask(ctx, rec, task{Kind: kind, DueMs: dueMs})
+}
+
+// scheduleTask publishes t for rec's room; the message id deduplicates
+// repeated scheduling by retries and other replicas.
+func (p *processor) scheduleTask(ctx context.Context, rec *roomRecord, t task) error {
+	t.SID = rec.State.RoomSID
+	t.Key = engine.Key(t.SID)
+	b, _ := json.Marshal(t)
+	_, err := p.eng.JetStream().Publish(ctx, engine.TaskSubject(t.Kind, t.SID), b,
+		jetstream.WithMsgID(t.Kind+"/"+t.SID), jetstream.WithExpectStream(engine.StreamTasks))
 	return err
 }
 
@@ -95,7 +102,11 @@ func (p *processor) finalize(ctx context.Context, t task) (err error) {
 			if end.IsZero() {
 				end = time.UnixMilli(cur.FirstSeenMs)
 			}
-			next.State = lifecycle.Expire(cur.State, end, fmt.Sprintf("no room_finished within %s", p.r.d.maxAge))
+			reason := t.Reason
+			if reason == "" {
+				reason = fmt.Sprintf("no room_finished within %s", p.r.d.maxAge)
+			}
+			next.State = lifecycle.Expire(cur.State, end, reason)
 		}
 		report := next.State.Session()
 		next.Reported, next.Report = true, &report
@@ -244,7 +255,7 @@ func (p *processor) sweepOnce(ctx context.Context) error {
 			continue
 		}
 		if rec.FirstSeenMs <= deadline {
-			if err := p.scheduleFinalize(ctx, rec, taskExpire, 0); err != nil {
+			if err := p.scheduleTask(ctx, rec, task{Kind: taskExpire}); err != nil {
 				return err
 			}
 		}

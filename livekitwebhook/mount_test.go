@@ -118,10 +118,11 @@ func TestMountAdapters(t *testing.T) {
 				return getJSON(t, base+cfg.SessionsPath, &list) == http.StatusOK &&
 					len(list.Active) == 1 && list.Active[0].RoomSID == "RM_mount"
 			})
-			var s Session
-			if code := getJSON(t, base+cfg.SessionsPath+"/mount-room", &s); code != http.StatusOK || s.RoomName != "mount-room" {
-				t.Fatalf("GET session by id: %d %+v", code, s)
-			}
+			// The by-id index is written just after the room record.
+			eventually(t, 10*time.Second, "session by id", func() bool {
+				var s Session
+				return getJSON(t, base+cfg.SessionsPath+"/mount-room", &s) == http.StatusOK && s.RoomName == "mount-room"
+			})
 			if code := getJSON(t, base+cfg.SessionsPath+"/nope", nil); code != http.StatusNotFound {
 				t.Fatalf("GET unknown session: %d, want 404", code)
 			}

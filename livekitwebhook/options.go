@@ -26,6 +26,9 @@ type options struct {
 	propagator propagation.TextMapPropagator
 	clock      func() time.Time
 	onRefused  func(*http.Request, *RefusalError)
+
+	lister         RoomLister
+	reconcileEvery time.Duration
 }
 
 // WithKeyProvider verifies with any livekit/protocol auth.KeyProvider

@@ -33,6 +33,8 @@ type processor struct {
 	wg      sync.WaitGroup
 	work    []chan jetstream.Msg
 	consume []jetstream.ConsumeContext
+
+	reconcile *reconciler // nil unless WithReconciler
 }
 
 // cacheSize is how many room records each worker keeps decoded.
@@ -109,6 +111,18 @@ func (p *processor) start(ctx context.Context) error {
 		defer p.wg.Done()
 		p.sweep(runCtx)
 	}()
+	if o := p.r.opts; o.lister != nil {
+		every := o.reconcileEvery
+		if every <= 0 {
+			every = time.Minute
+		}
+		p.reconcile = &reconciler{r: p.r, lister: o.lister, interval: every, minAge: min(every, time.Minute)}
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.reconcile.run(runCtx)
+		}()
+	}
 	return nil
 }
 
@@ -302,8 +316,13 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 		p.r.log.Info("event after the session was reported", withTrace(ctx, []any{"event", ev.Event, "event_id", id, "room_sid", sid})...)
 		return nil
 	}
-	if rec == nil || rec.Reported {
+	if rec == nil {
 		return nil
+	}
+	if rec.Reported {
+		// Applied before the report was fixed; its hooks may still be
+		// pending (a retry or a replay): they keep their guarantees.
+		return p.runHooks(ctx, key, id, ev, rec, cache)
 	}
 	span.SetAttributes(attribute.String(attrSession, rec.State.SessionID))
 	if rec.State.BelugaSessionID != "" {

@@ -155,11 +155,12 @@ func (r *Receiver) Start(ctx context.Context) error {
 		_ = eng.Close()
 		return err
 	}
+	r.eng, r.proc = eng, proc
 	if err := proc.start(ctx); err != nil {
+		r.eng, r.proc = nil, nil
 		_ = eng.Close()
 		return err
 	}
-	r.eng, r.proc = eng, proc
 	r.draining.Store(false)
 	return nil
 }
@@ -201,6 +202,19 @@ func (r *Receiver) Health() core.HealthStatus {
 	default:
 		return core.HealthStatus{Status: core.HealthHealthy, Message: "ok"}
 	}
+}
+
+func (r *Receiver) processorRef() *processor {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.proc
+}
+
+func (r *Receiver) reconcilerRef() *reconciler {
+	if p := r.processorRef(); p != nil {
+		return p.reconcile
+	}
+	return nil
 }
 
 func (r *Receiver) engine() *engine.Engine {

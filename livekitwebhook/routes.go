@@ -20,6 +20,30 @@ func (r *Receiver) Routes() map[string]http.Handler {
 		base + "/":      sessions,
 		dlq:             r.adminOnly(http.HandlerFunc(r.serveDLQ)),
 		dlq + "/replay": r.adminOnly(http.HandlerFunc(r.serveReplay)),
+		base[:strings.LastIndex(base, "/")+1] + "reconcile": r.adminOnly(http.HandlerFunc(r.serveReconcile)),
+	}
+}
+
+// serveReconcile shows the latest reconciliation pass (GET) or runs one (POST).
+func (r *Receiver) serveReconcile(w http.ResponseWriter, req *http.Request) {
+	switch req.Method {
+	case http.MethodGet:
+		st, ok := r.LastReconcile()
+		if !ok {
+			writeJSON(w, http.StatusNotFound, refusalBody{Error: "Not Found", Reason: "no reconciliation pass yet (serve --livekit-url enables it)"})
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
+	case http.MethodPost:
+		st, err := r.Reconcile(req.Context())
+		if err != nil {
+			writeJSON(w, http.StatusNotFound, refusalBody{Error: "Not Found", Reason: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		writeJSON(w, http.StatusMethodNotAllowed, refusalBody{Error: "Method Not Allowed", Reason: "method_not_allowed"})
 	}
 }
 

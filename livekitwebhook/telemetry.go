@@ -53,6 +53,9 @@ type telemetry struct {
 	partSeconds   metric.Float64Counter // by kind
 	reports       metric.Int64Counter   // by disposition
 	lateEvents    metric.Int64Counter
+
+	reconcileClosed  metric.Int64Counter
+	reconcileUnknown metric.Int64Gauge
 }
 
 func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, prop propagation.TextMapPropagator) (*telemetry, error) {
@@ -129,6 +132,14 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, prop propaga
 	})
 	try(func() (e error) {
 		t.lateEvents, e = m.Int64Counter("livekitwebhook.late_events", metric.WithDescription("Events that arrived after their session was reported."))
+		return
+	})
+	try(func() (e error) {
+		t.reconcileClosed, e = m.Int64Counter("livekitwebhook.reconcile.closed", metric.WithDescription("Sessions closed because LiveKit no longer lists their room."))
+		return
+	})
+	try(func() (e error) {
+		t.reconcileUnknown, e = m.Int64Gauge("livekitwebhook.reconcile.unknown_rooms", metric.WithDescription("Rooms LiveKit lists that the receiver never heard of, at the last pass."))
 		return
 	})
 	return t, err

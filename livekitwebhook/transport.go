@@ -65,7 +65,11 @@ func TransportConfig(r *Receiver, room string, base transport.Config) transport.
 // transport bound to one room of a Receiver. It closes itself once the
 // receiver (any replica sharing its engine) has processed the room's
 // room_finished, which ends Recv and so a voice.VoicePipeline running on it.
-// Close unbinds it from the receiver. It is safe for concurrent use.
+// It watches the room by name: a room_finished of any room sid under that
+// name, processed after the transport was created, closes it. A
+// room_finished processed earlier is only taken into account with
+// ExtraRoomSID (room names are often reused). Close unbinds it from the
+// receiver. It is safe for concurrent use.
 type Transport struct {
 	inner transport.AudioTransport
 	recv  *Receiver

@@ -22,6 +22,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/livekitwebhook"
+	"github.com/beluga-ai-contrib/beluga-livekit/livekitwebhook/roomservice"
 )
 
 // Dev keys: exactly those of `livekit-server --dev`.
@@ -48,6 +49,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	maxAge := fs.String("max-session-age", "", "close sessions without room_finished after this age (default 24h)")
 	adminToken := fs.String("admin-token", os.Getenv("LKWEBHOOK_ADMIN_TOKEN"), "token for the sessions, DLQ and metrics endpoints (env LKWEBHOOK_ADMIN_TOKEN)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	lkURL := fs.String("livekit-url", os.Getenv("LIVEKIT_URL"), "LiveKit server URL: enables reconciliation through RoomService (env LIVEKIT_URL)")
+	reconcileEvery := fs.Duration("reconcile-interval", time.Minute, "how often to reconcile sessions with LiveKit's room list")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -97,7 +100,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	meters := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
 	defer func() { _ = meters.Shutdown(context.Background()) }()
 
-	recv, err := livekitwebhook.New(cfg, livekitwebhook.WithLogger(log), livekitwebhook.WithMeterProvider(meters))
+	opts := []livekitwebhook.Option{livekitwebhook.WithLogger(log), livekitwebhook.WithMeterProvider(meters)}
+	if *lkURL != "" {
+		key, secret := cfg.APIKey, cfg.APISecret
+		if key == "" {
+			fmt.Fprintln(stderr, "lkwebhook serve: --livekit-url needs an API key and secret (LIVEKIT_API_KEY/LIVEKIT_API_SECRET or api_key/api_secret)")
+			return 2
+		}
+		opts = append(opts, livekitwebhook.WithReconciler(roomservice.New(*lkURL, key, secret), *reconcileEvery))
+	}
+	recv, err := livekitwebhook.New(cfg, opts...)
 	if err != nil {
 		fmt.Fprintln(stderr, "lkwebhook serve:", err)
 		return 2

@@ -178,6 +178,9 @@ type Session struct {
 	Participants []Participant `json:"participants"`
 	// EventsApplied is the number of distinct events applied.
 	EventsApplied int `json:"events_applied"`
+	// ExpireReason says why an expired session was closed without
+	// room_finished (max age, or the reconciler); empty otherwise.
+	ExpireReason string `json:"expire_reason,omitempty"`
 }
 
 // Participant is one participant session (one participant SID) in a Session.
@@ -508,6 +511,9 @@ func (s State) Session() Session {
 		ParticipantSecondsByKind: map[string]float64{},
 		Participants:             make([]Participant, 0, len(s.Participants)),
 		EventsApplied:            s.EventsApplied,
+	}
+	if s.Expired && !s.RoomFinished {
+		out.ExpireReason = s.ExpireReason
 	}
 	if ended {
 		t := msTime(refMs)

@@ -489,7 +489,8 @@ func tableCases() []tableCase {
 				SessionID: "ses_1", RoomName: roomName, RoomSID: roomSID,
 				StartedAt: atMs(250), EndedAt: tp(at(100)), DurationSeconds: 99.75,
 				ParticipantSeconds: 98.5, ParticipantSecondsByKind: map[string]float64{"standard": 98.5},
-				Disposition: DispositionExpired,
+				Disposition:  DispositionExpired,
+				ExpireReason: "max_age",
 				Participants: []Participant{
 					pv("PA_alice", "alice", "standard", ParticipantLeft, atMs(1500), tp(at(100)), 98.5, ""),
 				},
@@ -504,7 +505,8 @@ func tableCases() []tableCase {
 				SessionID: "ses_1", RoomName: roomName, RoomSID: roomSID,
 				StartedAt: atMs(250), EndedAt: tp(at(1)), DurationSeconds: 0.75,
 				ParticipantSeconds: 0, ParticipantSecondsByKind: map[string]float64{"standard": 0},
-				Disposition: DispositionExpired,
+				Disposition:  DispositionExpired,
+				ExpireReason: "reconciled",
 				Participants: []Participant{
 					pv("PA_alice", "alice", "standard", ParticipantLeft, atMs(1500), tp(at(1)), 0, ""),
 				},

@@ -1,0 +1,168 @@
+package livekitwebhook
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+)
+
+// RoomLister lists the rooms LiveKit has open; roomservice.New gives one
+// backed by LiveKit's RoomService API.
+type RoomLister interface {
+	ListRooms(ctx context.Context) ([]*livekit.Room, error)
+}
+
+// ReconcileStatus is the outcome of the latest reconciliation pass.
+type ReconcileStatus struct {
+	At time.Time `json:"at"`
+	// LiveKitRooms is how many rooms LiveKit listed.
+	LiveKitRooms int `json:"livekit_rooms"`
+	// Closed are room sids whose sessions were closed because LiveKit no
+	// longer has the room (their room_finished never arrived).
+	Closed []string `json:"closed"`
+	// Unknown are rooms LiveKit has that the receiver never heard of
+	// (their webhooks were lost, or point elsewhere).
+	Unknown []UnknownRoom `json:"unknown"`
+	Error   string        `json:"error,omitempty"`
+}
+
+// UnknownRoom is a room LiveKit has open and the receiver has no state for.
+type UnknownRoom struct {
+	SID  string `json:"sid"`
+	Name string `json:"name"`
+}
+
+// reconcileReason is recorded in the report of a session it closes.
+const reconcileReason = "room no longer listed by LiveKit RoomService (room_finished not received)"
+
+// reconciler catches what LiveKit's delivery dropped: it never replays, so a
+// lost room_finished leaves a session open until MaxSessionAge.
+type reconciler struct {
+	r        *Receiver
+	lister   RoomLister
+	interval time.Duration
+	// minAge protects rooms whose first webhooks are in flight while the
+	// listing is taken.
+	minAge time.Duration
+
+	mu   sync.Mutex
+	last ReconcileStatus
+}
+
+// WithReconciler enables reconciliation against LiveKit every interval.
+func WithReconciler(l RoomLister, interval time.Duration) Option {
+	return func(o *options) { o.lister, o.reconcileEvery = l, interval }
+}
+
+func (c *reconciler) run(ctx context.Context) {
+	tick := time.NewTicker(c.interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			st := c.pass(ctx)
+			c.mu.Lock()
+			c.last = st
+			c.mu.Unlock()
+		}
+	}
+}
+
+// pass lists LiveKit's rooms and the receiver's open sessions, closes the
+// sessions whose room is gone and flags rooms the receiver never saw.
+func (c *reconciler) pass(ctx context.Context) ReconcileStatus {
+	st := ReconcileStatus{At: time.Now().UTC(), Closed: []string{}, Unknown: []UnknownRoom{}}
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	rooms, err := c.lister.ListRooms(lctx)
+	cancel()
+	if err != nil {
+		st.Error = err.Error()
+		c.r.log.Warn("reconcile: list rooms", "error", err.Error())
+		return st
+	}
+	st.LiveKitRooms = len(rooms)
+	open := make(map[string]*livekit.Room, len(rooms))
+	for _, room := range rooms {
+		open[room.Sid] = room
+	}
+	eng := c.r.engine()
+	if eng == nil {
+		st.Error = ErrEngineUnavailable.Error()
+		return st
+	}
+	p := c.r.processorRef()
+	known := map[string]bool{}
+	lister, err := eng.Rooms.ListKeys(ctx)
+	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
+		st.Error = err.Error()
+		return st
+	}
+	cutoff := time.Now().Add(-c.minAge).UnixMilli()
+	if lister != nil {
+		for key := range lister.Keys() {
+			rec, _, err := p.rooms.get(ctx, key)
+			if err != nil || rec == nil || rec.State.RoomSID == "" {
+				continue
+			}
+			known[rec.State.RoomSID] = true
+			if rec.Reported || rec.State.Finished() || open[rec.State.RoomSID] != nil || rec.FirstSeenMs > cutoff {
+				continue
+			}
+			if err := p.scheduleTask(ctx, rec, task{Kind: taskExpire, Reason: reconcileReason}); err != nil {
+				st.Error = err.Error()
+				continue
+			}
+			st.Closed = append(st.Closed, rec.State.RoomSID)
+		}
+		_ = lister.Stop()
+	}
+	for sid, room := range open {
+		if known[sid] {
+			continue
+		}
+		// A room reported already is known too (its record may be gone).
+		if _, ok, _ := c.r.SessionByRoomSID(ctx, sid); ok {
+			continue
+		}
+		st.Unknown = append(st.Unknown, UnknownRoom{SID: sid, Name: room.Name})
+		c.r.log.Warn("reconcile: LiveKit has a room the receiver never heard of", "room_sid", sid, "room_name", room.Name)
+	}
+	c.r.tel.reconcileClosed.Add(ctx, int64(len(st.Closed)))
+	c.r.tel.reconcileUnknown.Record(ctx, int64(len(st.Unknown)), attrs(attribute.String("source", "roomservice")))
+	if len(st.Closed) > 0 {
+		c.r.log.Warn("reconcile: closed sessions whose room_finished never arrived", "room_sids", st.Closed)
+	}
+	return st
+}
+
+// Reconcile runs one reconciliation pass now (it also runs on its interval
+// once started with WithReconciler).
+func (r *Receiver) Reconcile(ctx context.Context) (ReconcileStatus, error) {
+	c := r.reconcilerRef()
+	if c == nil {
+		return ReconcileStatus{}, errors.New("livekitwebhook: no reconciler configured (WithReconciler)")
+	}
+	st := c.pass(ctx)
+	c.mu.Lock()
+	c.last = st
+	c.mu.Unlock()
+	return st, nil
+}
+
+// LastReconcile returns the latest pass's outcome.
+func (r *Receiver) LastReconcile() (ReconcileStatus, bool) {
+	c := r.reconcilerRef()
+	if c == nil {
+		return ReconcileStatus{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last, !c.last.At.IsZero()
+}
