@@ -1,0 +1,219 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/livekit/protocol/auth"
+	"github.com/livekit/protocol/livekit"
+	"google.golang.org/protobuf/encoding/protojson"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+func postSigned(t *testing.T, url, key, secret string, ev *livekit.WebhookEvent) int {
+	t.Helper()
+	body, err := protojson.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(body)
+	tok, err := auth.NewAccessToken(key, secret).SetValidFor(5 * time.Minute).
+		SetSha256(base64.StdEncoding.EncodeToString(sum[:])).ToJWT()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/webhook+json")
+	req.Header.Set("Authorization", tok)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = res.Body.Close()
+	return res.StatusCode
+}
+
+// startRun runs the example and waits until its server answers.
+func startRun(t *testing.T, ctx context.Context, args ...string) (url string, out *syncBuffer, done chan error) {
+	t.Helper()
+	addr := freeAddr(t)
+	out = &syncBuffer{}
+	done = make(chan error, 1)
+	args = append([]string{"--addr", addr, "--data", t.TempDir()}, args...)
+	go func() { done <- run(ctx, args, out) }()
+	url = "http://" + addr + "/voice/livekit/webhooks"
+	waitFor(t, "server up", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("run ended early: %v\n%s", err, out.String())
+		default:
+		}
+		res, err := http.Get(url)
+		if err != nil {
+			return false
+		}
+		_ = res.Body.Close()
+		return res.StatusCode == http.StatusMethodNotAllowed
+	})
+	return url, out, done
+}
+
+func clearKeyEnv(t *testing.T) {
+	for _, k := range []string{"LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "LIVEKIT_KEYS",
+		"BELUGA_LIVEKIT_WEBHOOK_API_KEY", "BELUGA_LIVEKIT_WEBHOOK_API_SECRET", "BELUGA_LIVEKIT_WEBHOOK_KEYS",
+		"BELUGA_LIVEKIT_WEBHOOK_KEY_FILE"} {
+		t.Setenv(k, "")
+	}
+}
+
+func TestRunEndsWhenRoomFinishes(t *testing.T) {
+	tests := []struct {
+		name        string
+		env         map[string]string
+		key, secret string
+	}{
+		{"dev keys", nil, "devkey", "secret"},
+		{"LIVEKIT_API_KEY", map[string]string{"LIVEKIT_API_KEY": "APIa", "LIVEKIT_API_SECRET": "secret-a-of-at-least-32-characters"},
+			"APIa", "secret-a-of-at-least-32-characters"},
+		{"LIVEKIT_KEYS", map[string]string{"LIVEKIT_KEYS": "APIb: secret-b-of-at-least-32-characters"},
+			"APIb", "secret-b-of-at-least-32-characters"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clearKeyEnv(t)
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			url, out, done := startRun(t, ctx, "--room", "call-1")
+
+			t0 := time.Now().Unix()
+			room := &livekit.Room{Sid: "RM_call1", Name: "call-1", CreationTime: t0}
+			other := &livekit.Room{Sid: "RM_other", Name: "other", CreationTime: t0}
+			for _, ev := range []*livekit.WebhookEvent{
+				{Id: "EV_v1", Event: "room_started", CreatedAt: t0, Room: room},
+				{Id: "EV_v2", Event: "participant_joined", CreatedAt: t0 + 1, Room: room,
+					Participant: &livekit.ParticipantInfo{Sid: "PA_1", Identity: "caller", JoinedAt: t0 + 1}},
+				{Id: "EV_v3", Event: "room_started", CreatedAt: t0, Room: other},
+				{Id: "EV_v4", Event: "room_finished", CreatedAt: t0 + 2, Room: other},
+			} {
+				if code := postSigned(t, url, tc.key, tc.secret, ev); code != http.StatusOK {
+					t.Fatalf("%s: %d\n%s", ev.Event, code, out.String())
+				}
+			}
+			// Another room finishing does not end the pipeline.
+			select {
+			case err := <-done:
+				t.Fatalf("run ended before its room finished: %v\n%s", err, out.String())
+			case <-time.After(500 * time.Millisecond):
+			}
+
+			if code := postSigned(t, url, tc.key, tc.secret, &livekit.WebhookEvent{Id: "EV_v5", Event: "room_finished", CreatedAt: t0 + 30, Room: room}); code != http.StatusOK {
+				t.Fatalf("room_finished: %d", code)
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("run: %v\n%s", err, out.String())
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("run still going 10s after room_finished\n%s", out.String())
+			}
+			if !strings.Contains(out.String(), `room "call-1" finished: pipeline ended`) {
+				t.Fatalf("no finish line:\n%s", out.String())
+			}
+			if got := strings.Contains(out.String(), "devkey/secret"); got != (tc.env == nil) {
+				t.Fatalf("dev key notice = %v:\n%s", got, out.String())
+			}
+		})
+	}
+}
+
+func TestRunInterrupted(t *testing.T) {
+	clearKeyEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, out, done := startRun(t, ctx, "--room", "never-ends")
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not stop on cancel")
+	}
+	if !strings.Contains(out.String(), "interrupted") {
+		t.Fatalf("no interrupted line:\n%s", out.String())
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	clearKeyEnv(t)
+	var out syncBuffer
+	if err := run(context.Background(), []string{"--room", ""}, &out); err == nil {
+		t.Fatal("empty room accepted")
+	}
+	if err := run(context.Background(), []string{"--bogus"}, &out); err == nil {
+		t.Fatal("unknown flag accepted")
+	}
+	// A busy port: the server fails, run returns its error.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = run(ctx, []string{"--addr", ln.Addr().String(), "--data", t.TempDir()}, &out)
+	if err == nil || !strings.Contains(err.Error(), "server") {
+		t.Fatalf("busy port: %v", err)
+	}
+}
