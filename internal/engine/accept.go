@@ -3,8 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -31,7 +29,6 @@ func (e *Engine) Accept(ctx context.Context, a Accepted) (duplicate bool, err er
 		msg.Header = a.Header
 	}
 	msg.Header.Set(HeaderEvent, a.Event)
-	msg.Header.Set(HeaderReceivedAt, strconv.FormatInt(time.Now().UnixMilli(), 10))
 	ack, err := e.js.PublishMsg(ctx, msg, jetstream.WithMsgID(a.ID), jetstream.WithExpectStream(StreamEvents))
 	if err != nil {
 		return false, fmt.Errorf("%w: %v", ErrUnavailable, err)

@@ -25,11 +25,10 @@ const (
 
 // Message headers written at intake and read by the processor.
 const (
-	HeaderEvent      = "Lkwh-Event"
-	HeaderReceivedAt = "Lkwh-Received-At"
-	HeaderError      = "Lkwh-Error"
-	HeaderAttempts   = "Lkwh-Attempts"
-	HeaderOrigSeq    = "Lkwh-Orig-Seq"
+	HeaderEvent    = "Lkwh-Event"
+	HeaderError    = "Lkwh-Error"
+	HeaderAttempts = "Lkwh-Attempts"
+	HeaderOrigSeq  = "Lkwh-Orig-Seq"
 )
 
 // EventSubject is where an accepted event of the given name is stored.
