@@ -80,10 +80,11 @@ func publish(b testing.TB, eng *engine.Engine, n int, mk func(i int) *livekit.We
 	for i := 0; i < n; i++ {
 		ev := mk(i)
 		body, _ := protojson.Marshal(ev)
-		msg := nats.NewMsg(engine.EventSubject(ev.Event))
+		msg := nats.NewMsg(engine.EventSubject(ev.Room.Name, ev.Event))
 		msg.Data = body
 		msg.Header.Set(headerEventID, ev.Id)
 		msg.Header.Set(headerRoomKey, ev.Room.Name)
+		msg.Header.Set(headerRoomSID, ev.Room.Sid)
 		msg.Header.Set(engine.HeaderEvent, ev.Event)
 		f, err := js.PublishMsgAsync(msg, jetstream.WithMsgID(ev.Id))
 		if err != nil {

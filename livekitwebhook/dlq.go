@@ -121,7 +121,7 @@ func (r *Receiver) Replay(ctx context.Context, id string) (int, error) {
 		if err != nil {
 			return n, err
 		}
-		msg := nats.NewMsg(engine.EventSubject(dl.Event))
+		msg := nats.NewMsg(engine.EventSubject(m.Header.Get(headerRoomKey), dl.Event))
 		msg.Data = m.Data
 		for k, v := range m.Header {
 			switch k {

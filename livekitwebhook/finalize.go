@@ -66,6 +66,10 @@ func (p *processor) handleTask(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Ack()
 		return
 	}
+	if errors.Is(err, errEventsPending) {
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
 	p.r.tel.retries.Add(ctx, 1, attrs(attribute.String("event", "session_report")))
 	p.r.callOnError(ctx, nil, err)
 	attempt := 1
@@ -87,6 +91,11 @@ func (p *processor) finalize(ctx context.Context, t task) (err error) {
 		}
 		span.End()
 	}()
+	if t.Kind == taskFinalize && time.Since(time.UnixMilli(t.DueMs)) < maxFinalizeWait {
+		if err := p.allApplied(ctx, t); err != nil {
+			return err
+		}
+	}
 	var won bool
 	rec, err := p.rooms.update(ctx, t.Key, nil, func(cur *roomRecord) (*roomRecord, error) {
 		won = false
@@ -122,6 +131,61 @@ func (p *processor) finalize(ctx context.Context, t task) (err error) {
 		p.recordReportMetrics(ctx, rec.Report)
 	}
 	return p.deliver(ctx, t.Key, rec)
+}
+
+// maxFinalizeWait bounds how long a report waits for stored events of its
+// room that are not applied yet (held by a crashed replica until their ack
+// wait runs out, or failing); past it the report is made and they count as
+// late.
+const maxFinalizeWait = 2 * time.Minute
+
+// errEventsPending: the room has stored events not applied yet.
+var errEventsPending = errors.New("stored events of the room are not applied yet")
+
+// allApplied reads back every stored event of the room and checks that the
+// state has applied each. The grace period covers events still in flight
+// from LiveKit; this covers events already stored but not yet processed.
+func (p *processor) allApplied(ctx context.Context, t task) error {
+	rec, _, err := p.rooms.get(ctx, t.Key)
+	if err != nil || rec == nil || rec.Reported {
+		return err
+	}
+	cons, err := p.eng.JetStream().OrderedConsumer(ctx, engine.StreamEvents, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{engine.RoomEventsSubject(rec.State.RoomName)},
+		HeadersOnly:    true,
+	})
+	if err != nil {
+		return err
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return err
+	}
+	for left := info.NumPending; left > 0; {
+		batch, err := cons.FetchNoWait(int(min(left, 256)))
+		if err != nil {
+			return err
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			h := m.Headers()
+			if sid := h.Get(headerRoomSID); sid != "" && sid != t.SID {
+				continue // the same name's other sessions
+			}
+			if id := h.Get(headerEventID); id != "" && !rec.State.Applied(id) {
+				return errEventsPending
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return err
+		}
+		if n == 0 {
+			break
+		}
+		left -= uint64(n)
+	}
+	return nil
 }
 
 // deliver stores, publishes and hands out a fixed report. Every step is

@@ -12,6 +12,7 @@ import (
 const (
 	headerEventID = "Lkwh-Event-Id"
 	headerRoomKey = "Lkwh-Room"
+	headerRoomSID = "Lkwh-Room-Sid"
 )
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -106,10 +106,17 @@ func (r *Receiver) intake(ctx context.Context, w http.ResponseWriter, req *http.
 	hdr := nats.Header{}
 	r.tel.propagator.Inject(ctx, propagation.HeaderCarrier(hdr))
 	hdr.Set(headerEventID, id)
-	hdr.Set(headerRoomKey, lifecycle.RoomName(ev))
+	room := lifecycle.RoomName(ev)
+	hdr.Set(headerRoomKey, room)
+	if sid := lifecycle.RoomSID(ev); sid != "" {
+		hdr.Set(headerRoomSID, sid)
+	}
 	actx, cancel := context.WithTimeout(ctx, r.d.accept)
 	defer cancel()
-	dup, err := eng.Accept(actx, engine.Accepted{ID: id, Event: ev.Event, Body: body, Header: hdr})
+	dup, err := eng.Accept(actx, engine.Accepted{ID: id, Room: room, Event: ev.Event, Body: body, Header: hdr})
+	if errors.Is(err, engine.ErrTooLarge) {
+		return ev, "", fmt.Errorf("%w: %v", ErrBodyTooLarge, err)
+	}
 	if err != nil {
 		return ev, "", fmt.Errorf("%w: %v", ErrEngineUnavailable, err)
 	}
@@ -140,6 +147,9 @@ func (r *Receiver) verifyAndDecode(authorization, legacySig string, body []byte)
 // reading them through.
 func (r *Receiver) readBody(w http.ResponseWriter, req *http.Request) ([]byte, error) {
 	limit := r.cfg.MaxBodyBytes
+	if c := r.bodyCap.Load(); c > 0 {
+		limit = c
+	}
 	if req.ContentLength > limit {
 		return nil, ErrBodyTooLarge
 	}

@@ -41,7 +41,10 @@ type processor struct {
 const cacheSize = 2048
 
 const (
-	ackWait     = 5 * time.Minute
+	// ackWait is short so that events a crashed replica had pulled come back
+	// quickly; long work keeps its messages with InProgress heartbeats.
+	ackWait     = 30 * time.Second
+	heartbeat   = 10 * time.Second
 	hookTimeout = time.Minute
 )
 
@@ -76,7 +79,7 @@ func (p *processor) start(ctx context.Context) error {
 	p.cancel = cancel
 	p.work = make([]chan jetstream.Msg, n)
 	for i := range p.work {
-		ch := make(chan jetstream.Msg, 64)
+		ch := make(chan jetstream.Msg, 4)
 		p.work[i] = ch
 		p.wg.Add(1)
 		go func() {
@@ -93,7 +96,7 @@ func (p *processor) start(ctx context.Context) error {
 			p.r.log.Debug("consumer", "error", err)
 		}
 	})
-	cc, err := events.Consume(p.dispatch, jetstream.PullMaxMessages(n*32), errh)
+	cc, err := events.Consume(p.dispatch, jetstream.PullMaxMessages(n*4), errh)
 	if err != nil {
 		p.stopWorkers()
 		return fmt.Errorf("livekitwebhook: consume: %w", err)
@@ -127,7 +130,7 @@ func (p *processor) start(ctx context.Context) error {
 }
 
 // maxYield bounds how long one event waits for intake to go quiet.
-const maxYield = time.Second
+const maxYield = 250 * time.Millisecond
 
 // yieldToIntake gives intake priority: while webhook requests are being
 // answered, processing waits (up to maxYield per event). A 2xx is what
@@ -204,7 +207,9 @@ func (p *processor) handleEvent(ctx context.Context, msg jetstream.Msg, cache *r
 		id = ev.Id
 	}
 	span.SetAttributes(eventAttrs(ev)...)
+	stopBeat := keepInProgress(msg)
 	err := p.apply(pctx, ev, id, span, cache)
+	stopBeat()
 	tel.procLatency.Record(pctx, time.Since(start).Seconds(), attrs(attribute.String("event", ev.Event)))
 	if err == nil {
 		_ = msg.Ack()
@@ -226,6 +231,25 @@ func (p *processor) handleEvent(ctx context.Context, msg jetstream.Msg, cache *r
 	p.r.log.Warn("event failed, will retry", withTrace(pctx, []any{
 		"event", ev.Event, "event_id", id, "attempt", attempt, "error", err.Error()})...)
 	_ = msg.NakWithDelay(backoff(attempt))
+}
+
+// keepInProgress tells the server every heartbeat that msg is still being
+// worked on (slow hooks), until the returned stop is called.
+func keepInProgress(msg jetstream.Msg) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(heartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // backoff is exponential with full jitter: up to 0.5s, 1s, 2s … capped at 1m.
@@ -268,10 +292,10 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 	if sid == "" {
 		return p.applyRoomless(ctx, ev, id, key)
 	}
-	var fresh, late, justApplied bool
+	var fresh, late, justApplied, remapped bool
 	var activeBefore int
 	rec, err := p.rooms.update(ctx, key, cache, func(cur *roomRecord) (*roomRecord, error) {
-		fresh, late, justApplied = false, false, false
+		fresh, late, justApplied, remapped = false, false, false, false
 		if cur != nil && cur.Reported {
 			late = !cur.State.Applied(id)
 			return nil, nil
@@ -290,6 +314,17 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 		}
 		if err := p.r.correlate(ctx, &next.State, ev); err != nil {
 			return nil, err
+		}
+		// Metadata set after the room started can map a room that was
+		// unmapped: the session id changes and the index must follow.
+		remapped = cur != nil && cur.State.SessionID != next.State.SessionID
+		// Index before the state is written: a crash in between leaves an
+		// index to a room not stored yet (found once the retry stores it),
+		// never a stored room without its index.
+		if (fresh || remapped) && next.State.RoomName != "" && sid == lifecycle.RoomSID(ev) {
+			if err := p.index(ctx, &next.State); err != nil {
+				return nil, err
+			}
 		}
 		activeBefore = next.State.ActiveParticipants()
 		next.State, justApplied = lifecycle.Apply(next.State, ev)
@@ -333,11 +368,6 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 	} else {
 		p.afterApply(ctx, ev, rec, fresh, activeBefore)
 	}
-	if fresh && rec.State.RoomName != "" && sid == lifecycle.RoomSID(ev) {
-		if err := p.index(ctx, rec); err != nil {
-			return err
-		}
-	}
 	if rec.FinalizeDueMs != 0 {
 		if err := p.scheduleFinalize(ctx, rec, taskFinalize, rec.FinalizeDueMs); err != nil {
 			return err
@@ -364,12 +394,12 @@ func (p *processor) afterApply(ctx context.Context, ev *livekit.WebhookEvent, re
 }
 
 // index records room name -> sid and session id -> sid for lookups.
-func (p *processor) index(ctx context.Context, rec *roomRecord) error {
-	sid := []byte(rec.State.RoomSID)
-	if _, err := p.eng.Names.Put(ctx, "room."+engine.Key(rec.State.RoomName), sid); err != nil {
+func (p *processor) index(ctx context.Context, s *lifecycle.State) error {
+	sid := []byte(s.RoomSID)
+	if _, err := p.eng.Names.Put(ctx, "room."+engine.Key(s.RoomName), sid); err != nil {
 		return err
 	}
-	_, err := p.eng.Names.Put(ctx, "session."+engine.Key(rec.State.SessionID), sid)
+	_, err := p.eng.Names.Put(ctx, "session."+engine.Key(s.SessionID), sid)
 	return err
 }
 

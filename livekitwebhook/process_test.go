@@ -276,3 +276,48 @@ func TestBelugaSessionWiring(t *testing.T) {
 	}
 	_ = jetstream.ErrKeyNotFound
 }
+
+// TestLateMetadataRemapsSession: a room that started unmapped and got its
+// session id from metadata later is found under the new id.
+func TestLateMetadataRemapsSession(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Correlation = "metadata:session_id"
+	tr := startReceiver(t, cfg)
+	t0 := time.Now().Unix()
+	postEvent(t, tr.url, roomEvent("EV_remap000001", "room_started", "lobby-9", "RM_remap", t0))
+	var s Session
+	eventually(t, 10*time.Second, "unmapped session", func() bool {
+		return getJSON(t, tr.base+"/voice/livekit/sessions/lobby-9", &s) == 200 && s.Unmapped
+	})
+	ev := participantEvent("EV_remap000002", "participant_joined", "lobby-9", "RM_remap", "PA_r", "rita", livekit.ParticipantInfo_STANDARD, t0+1, t0+1)
+	ev.Room.Metadata = `{"session_id":"sess-9"}`
+	postEvent(t, tr.url, ev)
+	eventually(t, 10*time.Second, "remapped session", func() bool {
+		var s Session // fresh: "unmapped" is omitted when false
+		return getJSON(t, tr.base+"/voice/livekit/sessions/sess-9", &s) == 200 && !s.Unmapped && s.RoomSID == "RM_remap"
+	})
+}
+
+// TestUnmappedRoomTracked: a room the correlator cannot map is tracked
+// under its name and flagged.
+func TestUnmappedRoomTracked(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Correlation = "template:call-{session}"
+	tr := startReceiver(t, cfg)
+	postEvent(t, tr.url, roomEvent("EV_unmap000001", "room_started", "lobby", "RM_unmap", time.Now().Unix()))
+	postEvent(t, tr.url, roomEvent("EV_unmap000002", "room_started", "call-77", "RM_call77", time.Now().Unix()))
+	var s Session
+	eventually(t, 10*time.Second, "unmapped", func() bool {
+		return getJSON(t, tr.base+"/voice/livekit/sessions/lobby", &s) == 200
+	})
+	if !s.Unmapped || s.SessionID != "lobby" {
+		t.Fatalf("unmapped room: %+v", s)
+	}
+	s = Session{} // fresh: "unmapped" is omitted when false
+	eventually(t, 10*time.Second, "mapped", func() bool {
+		return getJSON(t, tr.base+"/voice/livekit/sessions/77", &s) == 200
+	})
+	if s.Unmapped || s.RoomName != "call-77" {
+		t.Fatalf("mapped room: %+v", s)
+	}
+}

@@ -39,6 +39,8 @@ type Receiver struct {
 	// inflight counts intake requests being answered; the processor yields
 	// to them (see processor.yieldToIntake).
 	inflight atomic.Int64
+	// bodyCap is MaxBodyBytes, lowered to what the engine can store.
+	bodyCap atomic.Int64
 }
 
 var (
@@ -137,18 +139,28 @@ func (r *Receiver) Start(ctx context.Context) error {
 		return errors.New("livekitwebhook: already started")
 	}
 	eng, err := engine.Open(ctx, engine.Config{
-		URL:          r.cfg.NatsURL,
-		CredsFile:    r.cfg.NatsCreds,
-		TLSCA:        r.cfg.NatsTLSCA,
-		TLSCert:      r.cfg.NatsTLSCert,
-		TLSKey:       r.cfg.NatsTLSKey,
-		DataDir:      r.cfg.DataDir,
-		Replicas:     r.cfg.Replicas,
-		DedupeWindow: r.d.dedupe,
-		Logger:       r.log,
+		URL:             r.cfg.NatsURL,
+		CredsFile:       r.cfg.NatsCreds,
+		TLSCA:           r.cfg.NatsTLSCA,
+		TLSCert:         r.cfg.NatsTLSCert,
+		TLSKey:          r.cfg.NatsTLSKey,
+		DataDir:         r.cfg.DataDir,
+		Replicas:        r.cfg.Replicas,
+		DedupeWindow:    r.d.dedupe,
+		Logger:          r.log,
+		MaxMessageBytes: r.cfg.MaxBodyBytes,
 	})
 	if err != nil {
 		return core.NewError("livekitwebhook.start", core.ErrProviderDown, "engine", err)
+	}
+	if mb := eng.MaxBody(); mb < r.cfg.MaxBodyBytes {
+		// An external server with a smaller max_payload: refuse such bodies
+		// with 413 up front rather than 503 forever.
+		r.log.Warn("engine max payload is below max_body_bytes; lowering the body cap",
+			"max_body_bytes", r.cfg.MaxBodyBytes, "engine_max_body", mb)
+		r.bodyCap.Store(mb)
+	} else {
+		r.bodyCap.Store(r.cfg.MaxBodyBytes)
 	}
 	proc, err := newProcessor(r, eng)
 	if err != nil {

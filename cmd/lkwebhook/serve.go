@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -24,6 +25,10 @@ import (
 	"github.com/beluga-ai-contrib/beluga-livekit/livekitwebhook"
 	"github.com/beluga-ai-contrib/beluga-livekit/livekitwebhook/roomservice"
 )
+
+// defaultMemoryLimit is the soft memory limit serve sets unless GOMEMLIMIT
+// is given.
+const defaultMemoryLimit = 512 << 20
 
 // Dev keys: exactly those of `livekit-server --dev`.
 const (
@@ -55,6 +60,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 2
 	}
 	log := newLogger(stderr, *logLevel)
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// The embedded engine caches recently written blocks; without a
+		// soft limit Go's GC lets a burst of large bodies double the heap.
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
 
 	cfg, err := loadServeConfig(*configFile)
 	if err != nil {

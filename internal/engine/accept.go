@@ -2,15 +2,20 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// ErrTooLarge means the message exceeds the server's max payload.
+var ErrTooLarge = errors.New("event larger than the engine's max payload")
+
 // Accepted is one verified webhook to store.
 type Accepted struct {
 	ID     string      // dedupe key: the event id, or a body-derived key
+	Room   string      // room name ("" for events without a room)
 	Event  string      // event name
 	Body   []byte      // the exact raw body LiveKit signed
 	Header nats.Header // trace context and anything else to carry along
@@ -23,13 +28,16 @@ func (e *Engine) Accept(ctx context.Context, a Accepted) (duplicate bool, err er
 	if !e.Ready() {
 		return false, ErrUnavailable
 	}
-	msg := nats.NewMsg(EventSubject(a.Event))
+	msg := nats.NewMsg(EventSubject(a.Room, a.Event))
 	msg.Data = a.Body
 	if a.Header != nil {
 		msg.Header = a.Header
 	}
 	msg.Header.Set(HeaderEvent, a.Event)
 	ack, err := e.js.PublishMsg(ctx, msg, jetstream.WithMsgID(a.ID), jetstream.WithExpectStream(StreamEvents))
+	if errors.Is(err, nats.ErrMaxPayload) {
+		return false, ErrTooLarge
+	}
 	if err != nil {
 		return false, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}

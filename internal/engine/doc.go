@@ -6,7 +6,7 @@
 // It owns the names and shapes of every stream, KV bucket and consumer, so
 // the rest of the module never spells a subject by hand:
 //
-//	LKWH_EVENTS   lkwh.events.<event>     accepted webhooks, deduplicated by event id
+//	LKWH_EVENTS   lkwh.events.<room>.<event>  accepted webhooks, deduplicated by event id
 //	LKWH_TASKS    lkwh.tasks.<kind>.<sid> finalize timers (work queue)
 //	LKWH_REPORTS  lkwh.reports.<session>  final session reports for downstream consumers
 //	LKWH_DLQ      lkwh.dlq.<event>        dead letters, with their last error

@@ -34,6 +34,10 @@ type Config struct {
 	Retention time.Duration
 	// ReportRetention is how long final reports are kept.
 	ReportRetention time.Duration
+	// MaxMessageBytes is the largest event body to store; the embedded
+	// server's max payload is raised to fit it (plus headers). An external
+	// server's own max_payload is reported by MaxPayload.
+	MaxMessageBytes int64
 	// Name identifies the connection (shown by nats-server).
 	Name   string
 	Logger *slog.Logger
@@ -146,6 +150,13 @@ func connect(ctx context.Context, url string, opts []nats.Option) (*nats.Conn, e
 	}
 }
 
+// headerRoom is what a stored event's headers may add to its body.
+const headerRoom = 64 << 10
+
+// MaxBody is the largest body the connected server accepts in one message,
+// leaving room for the headers intake adds.
+func (e *Engine) MaxBody() int64 { return e.nc.MaxPayload() - headerRoom }
+
 func startEmbedded(cfg Config) (*server.Server, error) {
 	srv, err := server.NewServer(&server.Options{
 		ServerName: "lkwebhook-embedded",
@@ -154,6 +165,7 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 		DontListen: true,
 		NoSigs:     true,
 		NoLog:      true,
+		MaxPayload: int32(min(max(cfg.MaxMessageBytes, 1<<20)+headerRoom, 64<<20)),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats-server: %w", err)

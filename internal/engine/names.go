@@ -31,8 +31,14 @@ const (
 	HeaderOrigSeq  = "Lkwh-Orig-Seq"
 )
 
-// EventSubject is where an accepted event of the given name is stored.
-func EventSubject(event string) string { return "lkwh.events." + Token(event) }
+// EventSubject is where an accepted event is stored: one subject per room
+// name and event, so that a room's events can be read back on their own.
+func EventSubject(room, event string) string {
+	return "lkwh.events." + Token(room) + "." + Token(event)
+}
+
+// RoomEventsSubject matches every stored event of a room name.
+func RoomEventsSubject(room string) string { return "lkwh.events." + Token(room) + ".>" }
 
 // TaskSubject is the subject of a timer task of kind for a room sid.
 func TaskSubject(kind, roomSID string) string {
