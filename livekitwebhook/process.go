@@ -43,8 +43,8 @@ const cacheSize = 2048
 const (
 	// ackWait is short so that events a crashed replica had pulled come back
 	// quickly; long work keeps its messages with InProgress heartbeats.
-	ackWait     = 30 * time.Second
-	heartbeat   = 10 * time.Second
+	ackWait     = 10 * time.Second
+	heartbeat   = 3 * time.Second
 	hookTimeout = time.Minute
 )
 
