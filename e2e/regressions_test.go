@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -15,26 +14,13 @@ import (
 	"github.com/beluga-ai-contrib/beluga-livekit/e2e/lkserver"
 )
 
-// EnvKnownBugs=1 runs the TestKnownBug* tests: reproductions of bugs of the
-// main module found by this suite and not fixed yet. They fail until the bug
-// is fixed; then drop the knownBug call so they run with the suite.
-const EnvKnownBugs = "LKWEBHOOK_E2E_KNOWN_BUGS"
-
-func knownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv(EnvKnownBugs) != "1" {
-		t.Skipf("known bug of the main module (%s); set %s=1 to reproduce", what, EnvKnownBugs)
-	}
-}
-
-// TestKnownBugSessionIndexAfterLateMetadata: with metadata correlation, a
+// TestRegressionSessionIndexAfterLateMetadata: with metadata correlation, a
 // room whose metadata is set after it started (UpdateRoomMetadata, as agents
 // and backends do) changes session id on the next event, but the sessions
 // API keeps only the index written by the first event: GET
 // sessions/{new id} answers 404, during the call and after the report.
 // (livekitwebhook/process.go: index() runs only when the record is fresh.)
-func TestKnownBugSessionIndexAfterLateMetadata(t *testing.T) {
-	knownBug(t, "session index not updated when the session id changes")
+func TestRegressionSessionIndexAfterLateMetadata(t *testing.T) {
 	e := startEnv(t, lkserver.ServeOptions{
 		Args: []string{"--finalize-grace", "1s"},
 		Env:  []string{"BELUGA_LIVEKIT_WEBHOOK_CORRELATION=metadata:session_id"},
@@ -73,7 +59,7 @@ func TestKnownBugSessionIndexAfterLateMetadata(t *testing.T) {
 	}
 }
 
-// TestKnownBugSessionIndexLostOnCrash: the session-id and room-name index
+// TestRegressionSessionIndexLostOnCrash: the session-id and room-name index
 // is written after the room record's compare-and-set, and only by the
 // delivery that created the record (livekitwebhook/process.go, apply:
 // `if fresh && ...` before p.index). A crash in between, or a failed index
@@ -82,8 +68,7 @@ func TestKnownBugSessionIndexAfterLateMetadata(t *testing.T) {
 // the session is listed, and events routed by room name (ingress) miss the
 // room. It is a timing window: the test kills serve in the middle of a burst
 // of room_started events, a few times.
-func TestKnownBugSessionIndexLostOnCrash(t *testing.T) {
-	knownBug(t, "session index lost when serve dies between the room record and the index write")
+func TestRegressionSessionIndexLostOnCrash(t *testing.T) {
 	sv := lkserver.StartServe(t, lkserver.ServeOptions{})
 	const rounds, burst = 3, 40
 	var lost []string
@@ -112,7 +97,7 @@ func TestKnownBugSessionIndexLostOnCrash(t *testing.T) {
 		time.Sleep(2 * time.Second) // let the restarted serve catch up
 		// Only sessions listed as active count: events that were in flight
 		// at the kill come back only after the consumer's AckWait (see
-		// TestKnownBugInFlightEventsStrandedAfterCrash).
+		// TestRegressionInFlightEventsStrandedAfterCrash).
 		active, _ := sv.Sessions(t)
 		listed := map[string]bool{}
 		for _, s := range active {
@@ -133,7 +118,7 @@ func TestKnownBugSessionIndexLostOnCrash(t *testing.T) {
 	}
 }
 
-// TestKnownBugInFlightEventsStrandedAfterCrash: events that serve had
+// TestRegressionInFlightEventsStrandedAfterCrash: events that serve had
 // accepted (200) and its processor had pulled but not acked when it died
 // are redelivered only when the durable consumer's AckWait expires (5 min,
 // livekitwebhook/process.go: ackWait; PullMaxMessages(n*32) prefetches up to
@@ -145,8 +130,7 @@ func TestKnownBugSessionIndexLostOnCrash(t *testing.T) {
 // report. Here: room_started and participant_joined of 40 rooms in a burst,
 // kill, restart, room_finished of each; every report must count 3 events
 // and the participant.
-func TestKnownBugInFlightEventsStrandedAfterCrash(t *testing.T) {
-	knownBug(t, "in-flight events wait for AckWait (5 min) after a crash and miss the report")
+func TestRegressionInFlightEventsStrandedAfterCrash(t *testing.T) {
 	sv := lkserver.StartServe(t, lkserver.ServeOptions{Args: []string{"--finalize-grace", "1s"}})
 	const rooms = 40
 	start := time.Now()
