@@ -11,7 +11,6 @@ import (
 	"github.com/livekit/protocol/livekit"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
 )
@@ -53,7 +52,7 @@ func (p *processor) deadLetter(ctx context.Context, msg jetstream.Msg, ev *livek
 		return
 	}
 	_ = msg.Ack()
-	p.r.tel.deadLetters.Add(ctx, 1, attrs(attribute.String("event", name)))
+	p.r.tel.deadLetters.Add(ctx, 1, label("event", name))
 	p.r.log.Error("event dead-lettered", withTrace(ctx, []any{"event", name, "event_id", id,
 		"attempts", attempt, "error", cause.Error()})...)
 	if ev != nil {

@@ -70,7 +70,7 @@ func (p *processor) handleTask(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
-	p.r.tel.retries.Add(ctx, 1, attrs(attribute.String("event", "session_report")))
+	p.r.tel.retries.Add(ctx, 1, label("event", "session_report"))
 	p.r.callOnError(ctx, nil, err)
 	attempt := 1
 	if md, mdErr := msg.Metadata(); mdErr == nil {
@@ -261,10 +261,10 @@ func (p *processor) callEnded(ctx context.Context, f func(context.Context, Repor
 func (p *processor) recordReportMetrics(ctx context.Context, r *Report) {
 	tel := p.r.tel
 	tel.activeSess.Add(ctx, -1)
-	tel.reports.Add(ctx, 1, attrs(attribute.String("disposition", r.Disposition)))
-	tel.sessDuration.Record(ctx, r.DurationSeconds, attrs(attribute.String("disposition", r.Disposition)))
+	tel.reports.Add(ctx, 1, label("disposition", r.Disposition))
+	tel.sessDuration.Record(ctx, r.DurationSeconds, label("disposition", r.Disposition))
 	for kind, secs := range r.ParticipantSecondsByKind {
-		tel.partSeconds.Add(ctx, secs, attrs(attribute.String("kind", kind)))
+		tel.partSeconds.Add(ctx, secs, label("kind", kind))
 	}
 	if n := activeAtEnd(r); n > 0 {
 		tel.activePart.Add(ctx, -int64(n))
@@ -288,7 +288,15 @@ func activeAtEnd(r *Report) int {
 // sweep closes sessions that never got room_finished: every interval it
 // schedules an expire task for records older than MaxSessionAge.
 func (p *processor) sweep(ctx context.Context) {
-	interval := min(max(p.r.d.maxAge/8, time.Second), time.Minute)
+	every(ctx, min(max(p.r.d.maxAge/8, time.Second), time.Minute), func() {
+		if err := p.sweepOnce(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			p.r.log.Debug("sweep", "error", err.Error())
+		}
+	})
+}
+
+// every runs f each interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, f func()) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
@@ -296,9 +304,7 @@ func (p *processor) sweep(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			if err := p.sweepOnce(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				p.r.log.Debug("sweep", "error", err.Error())
-			}
+			f()
 		}
 	}
 }

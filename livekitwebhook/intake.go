@@ -43,7 +43,7 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	defer span.End()
 
 	ev, outcome, err := r.intake(ctx, w, req)
-	if ev != nil {
+	if ev != nil && span.IsRecording() {
 		span.SetAttributes(eventAttrs(ev)...)
 	}
 	if err != nil {
@@ -51,14 +51,14 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		span.SetAttributes(attribute.String(attrReason, ref.Reason))
 		span.RecordError(err)
 		span.SetStatus(codes.Error, ref.Reason)
-		r.tel.refusals.Add(ctx, 1, attrs(attribute.String("reason", ref.Reason)))
+		r.tel.refusals.Add(ctx, 1, label("reason", ref.Reason))
 		r.tel.countRequest(ctx, eventName(ev), "refused")
 		r.refuse(ctx, w, req, ev, ref)
 		return
 	}
 	span.SetAttributes(attribute.String(attrOutcome, outcome))
 	r.tel.countRequest(ctx, eventName(ev), outcome)
-	r.tel.acceptLatency.Record(ctx, time.Since(start).Seconds(), attrs(attribute.String("outcome", outcome)))
+	r.tel.acceptLatency.Record(ctx, time.Since(start).Seconds(), label("outcome", outcome))
 	if ev.CreatedAt > 0 {
 		r.tel.deliveryLag.Record(ctx, time.Since(time.Unix(ev.CreatedAt, 0)).Seconds())
 	}
@@ -121,7 +121,7 @@ func (r *Receiver) intake(ctx context.Context, w http.ResponseWriter, req *http.
 		return ev, "", fmt.Errorf("%w: %v", ErrEngineUnavailable, err)
 	}
 	if dup {
-		r.tel.duplicates.Add(ctx, 1, attrs(attribute.String("stage", "intake")))
+		r.tel.duplicates.Add(ctx, 1, label("stage", "intake"))
 		return ev, "duplicate", nil
 	}
 	return ev, "accepted", nil

@@ -206,11 +206,13 @@ func (p *processor) handleEvent(ctx context.Context, msg jetstream.Msg, cache *r
 	if id == "" {
 		id = ev.Id
 	}
-	span.SetAttributes(eventAttrs(ev)...)
+	if span.IsRecording() {
+		span.SetAttributes(eventAttrs(ev)...)
+	}
 	stopBeat := keepInProgress(msg)
 	err := p.apply(pctx, ev, id, span, cache)
 	stopBeat()
-	tel.procLatency.Record(pctx, time.Since(start).Seconds(), attrs(attribute.String("event", ev.Event)))
+	tel.procLatency.Record(pctx, time.Since(start).Seconds(), label("event", ev.Event))
 	if err == nil {
 		_ = msg.Ack()
 		return
@@ -227,7 +229,7 @@ func (p *processor) handleEvent(ctx context.Context, msg jetstream.Msg, cache *r
 		p.deadLetter(pctx, msg, ev, id, err, attempt)
 		return
 	}
-	tel.retries.Add(pctx, 1, attrs(attribute.String("event", ev.Event)))
+	tel.retries.Add(pctx, 1, label("event", ev.Event))
 	p.r.log.Warn("event failed, will retry", withTrace(pctx, []any{
 		"event", ev.Event, "event_id", id, "attempt", attempt, "error", err.Error()})...)
 	_ = msg.NakWithDelay(backoff(attempt))
@@ -347,7 +349,7 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 		return err
 	}
 	if late {
-		p.r.tel.lateEvents.Add(ctx, 1, attrs(attribute.String("event", ev.Event)))
+		p.r.tel.lateEvents.Add(ctx, 1, label("event", ev.Event))
 		p.r.log.Info("event after the session was reported", withTrace(ctx, []any{"event", ev.Event, "event_id", id, "room_sid", sid})...)
 		return nil
 	}
@@ -364,7 +366,7 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 		span.SetAttributes(attribute.String(attrBeluga, rec.State.BelugaSessionID))
 	}
 	if !justApplied {
-		p.r.tel.duplicates.Add(ctx, 1, attrs(attribute.String("stage", "process")))
+		p.r.tel.duplicates.Add(ctx, 1, label("stage", "process"))
 	} else {
 		p.afterApply(ctx, ev, rec, fresh, activeBefore)
 	}

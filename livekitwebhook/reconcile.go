@@ -8,7 +8,6 @@ import (
 
 	"github.com/livekit/protocol/livekit"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/attribute"
 )
 
 // RoomLister lists the rooms LiveKit has open; roomservice.New gives one
@@ -60,19 +59,12 @@ func WithReconciler(l RoomLister, interval time.Duration) Option {
 }
 
 func (c *reconciler) run(ctx context.Context) {
-	tick := time.NewTicker(c.interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			st := c.pass(ctx)
-			c.mu.Lock()
-			c.last = st
-			c.mu.Unlock()
-		}
-	}
+	every(ctx, c.interval, func() {
+		st := c.pass(ctx)
+		c.mu.Lock()
+		c.last = st
+		c.mu.Unlock()
+	})
 }
 
 // pass lists LiveKit's rooms and the receiver's open sessions, closes the
@@ -135,7 +127,7 @@ func (c *reconciler) pass(ctx context.Context) ReconcileStatus {
 		c.r.log.Warn("reconcile: LiveKit has a room the receiver never heard of", "room_sid", sid, "room_name", room.Name)
 	}
 	c.r.tel.reconcileClosed.Add(ctx, int64(len(st.Closed)))
-	c.r.tel.reconcileUnknown.Record(ctx, int64(len(st.Unknown)), attrs(attribute.String("source", "roomservice")))
+	c.r.tel.reconcileUnknown.Record(ctx, int64(len(st.Unknown)), label("source", "roomservice"))
 	if len(st.Closed) > 0 {
 		c.r.log.Warn("reconcile: closed sessions whose room_finished never arrived", "room_sids", st.Closed)
 	}

@@ -2,6 +2,8 @@ package livekitwebhook
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -149,9 +151,39 @@ func attrs(kv ...attribute.KeyValue) metric.MeasurementOption {
 	return metric.WithAttributeSet(attribute.NewSet(kv...))
 }
 
+// label returns the measurement option for one string attribute, built once
+// per value: intake records several per request.
+func label(key, value string) metric.MeasurementOption {
+	k := key + "\x00" + value
+	if o, ok := labelCache.Load(k); ok {
+		return o.(metric.MeasurementOption)
+	}
+	o := attrs(attribute.String(key, value))
+	if labelCount.Add(1) <= maxCachedLabels { // values come from verified events: few
+		labelCache.Store(k, o)
+	}
+	return o
+}
+
+const maxCachedLabels = 4096
+
+var (
+	labelCache    sync.Map
+	requestLabels sync.Map
+	labelCount    atomic.Int64
+)
+
 func (t *telemetry) countRequest(ctx context.Context, event, outcome string) {
 	if event == "" {
 		event = "unknown"
 	}
-	t.requests.Add(ctx, 1, attrs(attribute.String("event", event), attribute.String("outcome", outcome)))
+	k := event + "\x00" + outcome
+	o, ok := requestLabels.Load(k)
+	if !ok {
+		o = attrs(attribute.String("event", event), attribute.String("outcome", outcome))
+		if labelCount.Add(1) <= maxCachedLabels {
+			requestLabels.Store(k, o)
+		}
+	}
+	t.requests.Add(ctx, 1, o.(metric.MeasurementOption))
 }
