@@ -16,8 +16,6 @@
 // Environment:
 //
 //	LKWEBHOOK_FAULT_REQUIRED=1   fail (instead of skip) when nats-server cannot be installed
-//	LKWEBHOOK_FAULT_KNOWN_BUGS=1 fail on reproduced known bugs of the main module
-//	                             (known_bugs_test.go) instead of skipping with the details
 //	LKWEBHOOK_FAULT_RACE=1       build lkwebhook with -race and fail on any reported data race
 //	LKWEBHOOK_FAULT_ENDWAIT=5m   wait longer than the default 20s for every room's report
 //	LKWEBHOOK_FAULT_BIN=PATH     use a prebuilt lkwebhook instead of building cmd/lkwebhook

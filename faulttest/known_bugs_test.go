@@ -2,21 +2,12 @@ package faulttest
 
 import (
 	"fmt"
-	"os"
-	"sort"
-	"strings"
 	"sync"
 	"testing"
 )
 
-// EnvKnownBugs=1 makes failures explained by a known bug of the main module
-// fail the test. Without it such a test reports the reproduction in its log
-// and is skipped (unless it also failed for another reason), so that the
-// suite can run in CI until the bug is fixed. Once a bug is fixed, delete
-// its knownBug value: its checks then fail like any other.
-const EnvKnownBugs = "LKWEBHOOK_FAULT_KNOWN_BUGS"
-
-// knownBug is a bug of the main module these tests reproduce.
+// knownBug is a bug of the main module these tests found; all are fixed,
+// and their checks stay as regression tests that name the bug on failure.
 type knownBug struct {
 	id, summary string
 }
@@ -24,7 +15,7 @@ type knownBug struct {
 var (
 	// Messages delivered to a processor that then dies (kill -9), or whose
 	// ack/nak cannot reach NATS (outage), are redelivered only after the
-	// consumer's AckWait of 5 minutes (livekitwebhook/process.go, const
+	// consumer's AckWait of 5 minutes before the fix (livekitwebhook/process.go, const
 	// ackWait). Meanwhile later events of the same room are processed, so
 	// the report is fixed without the stuck ones (events_applied too low,
 	// participant seconds closed at room end, even disposition no_show), or
@@ -50,40 +41,17 @@ type bugLog struct {
 
 func newBugLog(t *testing.T) *bugLog { return &bugLog{t: t, hits: map[knownBug][]string{}} }
 
-// errorf records a failure explained by bug.
+// errorf fails the test with a failure that matches bug's signature, so
+// that a regression names the bug it brings back.
 func (b *bugLog) errorf(bug knownBug, format string, args ...any) {
 	b.t.Helper()
 	msg := fmt.Sprintf(format, args...)
 	b.mu.Lock()
 	b.hits[bug] = append(b.hits[bug], msg)
 	b.mu.Unlock()
-	if os.Getenv(EnvKnownBugs) == "1" {
-		b.t.Errorf("[known bug %s] %s", bug.id, msg)
-	}
+	b.t.Errorf("[regression of %s: %s] %s", bug.id, bug.summary, msg)
 }
 
-// finish skips the test when known bugs explain every failure recorded
-// here and EnvKnownBugs is not set. Call it last, from the test goroutine.
-func (b *bugLog) finish() {
-	b.t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.hits) == 0 || os.Getenv(EnvKnownBugs) == "1" {
-		return
-	}
-	var ids []string
-	for bug, msgs := range b.hits {
-		ids = append(ids, bug.id)
-		shown := msgs
-		if len(shown) > 12 {
-			shown = append(shown[:12:12], fmt.Sprintf("… and %d more", len(msgs)-12))
-		}
-		b.t.Logf("known bug %q reproduced (%s):\n  %s", bug.id, bug.summary, strings.Join(shown, "\n  "))
-	}
-	sort.Strings(ids)
-	if b.t.Failed() {
-		return // failed for another reason as well: keep the failure
-	}
-	b.t.Skipf("known bug(s) %s of the main module reproduced (see above); set %s=1 to fail on them",
-		strings.Join(ids, ", "), EnvKnownBugs)
-}
+// finish is called last by the tests that record here; the failures were
+// already reported by errorf.
+func (b *bugLog) finish() { b.t.Helper() }
