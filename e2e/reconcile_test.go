@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -31,11 +32,14 @@ const (
 // the JWT's sha256 claim covers them) and hands serve's answer back, except
 // the events drop matches: those are answered 200 without being forwarded,
 // so livekit-server counts them as delivered and never retries them, which
-// is exactly a webhook lost on the way.
+// is exactly a webhook lost on the way. The events refuse matches (if set)
+// are answered 503 without being forwarded: livekit-server retries them
+// (after 1, 2, 4, 8 s), like a receiver that failed for a moment.
 type dropProxy struct {
 	t      testing.TB
 	start  time.Time
 	drop   func(*livekit.WebhookEvent) bool
+	refuse func(*livekit.WebhookEvent) bool
 	client *http.Client
 	srv    *httptest.Server
 
@@ -50,13 +54,16 @@ type proxied struct {
 	Event   *livekit.WebhookEvent // nil if the body did not decode
 	Arrived time.Time
 	Dropped bool
+	Refused bool   // answered 503 by the proxy (livekit-server retries)
 	Status  int    // serve's HTTP status (forwarded requests)
 	Outcome string // serve's "status" field: accepted, duplicate, ignored
 	Err     error  // forwarding error (answered 502)
 }
 
-func newDropProxy(t testing.TB, drop func(*livekit.WebhookEvent) bool) *dropProxy {
-	p := &dropProxy{t: t, start: time.Now(), drop: drop, client: &http.Client{Timeout: 10 * time.Second}}
+// newDropProxy starts a proxy that drops what drop matches and refuses
+// (503) what refuse matches (refuse may be nil); see setTarget.
+func newDropProxy(t testing.TB, drop, refuse func(*livekit.WebhookEvent) bool) *dropProxy {
+	p := &dropProxy{t: t, start: time.Now(), drop: drop, refuse: refuse, client: &http.Client{Timeout: 10 * time.Second}}
 	p.srv = httptest.NewServer(p)
 	t.Cleanup(p.srv.Close)
 	return p
@@ -97,6 +104,9 @@ func (p *dropProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case closed:
 		w.WriteHeader(http.StatusOK)
 		return
+	case rec.Event != nil && p.refuse != nil && p.refuse(rec.Event):
+		rec.Refused = true
+		http.Error(w, "refused by the test proxy", http.StatusServiceUnavailable)
 	case rec.Event != nil && p.drop(rec.Event):
 		rec.Dropped = true
 		w.Header().Set("Content-Type", "application/json")
@@ -116,6 +126,8 @@ func (p *dropProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case rec.Dropped:
 		what = "DROPPED"
+	case rec.Refused:
+		what = "REFUSED (503)"
 	case rec.Err != nil:
 		what = "error: " + rec.Err.Error()
 	default:
@@ -172,7 +184,7 @@ func (p *dropProxy) wait(t *testing.T, timeout time.Duration, what string, dropp
 	var got *proxied
 	err := lkserver.WaitFor(ctx, func() bool {
 		for _, c := range p.snapshot() {
-			if c.Event != nil && match(c.Event) && c.Dropped == dropped && (dropped || c.Status/100 == 2) {
+			if c.Event != nil && match(c.Event) && !c.Refused && c.Dropped == dropped && (dropped || c.Status/100 == 2) {
 				got = c
 				return true
 			}
@@ -303,7 +315,7 @@ func TestReconcileLostRoomFinished(t *testing.T) {
 			return ev.GetEvent() == webhook.EventRoomFinished
 		}
 		return false
-	})
+	}, nil)
 	secret := randomHex(t, 24) // 48 chars; livekit-server wants at least 32
 	lk := lkserver.Start(t, lkserver.Options{
 		APIKey: lkserver.DefaultAPIKey, APISecret: secret,
@@ -332,7 +344,6 @@ func TestReconcileLostRoomFinished(t *testing.T) {
 		t.Fatalf("CreateRoom %s: %v", roomA, err)
 	}
 	startedEv := proxy.wait(t, stepTimeout, "room_started A", false, isEvent(webhook.EventRoomStarted, roomA, ""))
-	serveKnowsA := time.Now()
 	sv.WaitActive(t, stepTimeout, roomA, lkserver.ByRoomSID(createdA.Sid))
 
 	// Room B: created on LiveKit, but serve gets none of its webhooks.
@@ -357,12 +368,9 @@ func TestReconcileLostRoomFinished(t *testing.T) {
 	})
 
 	// While both rooms are open: B is unknown (name and sid), A is known and
-	// not closed. A pass that started after serve had A's session knows A.
-	after := createdBAt
-	if serveKnowsA.After(after) {
-		after = serveKnowsA
-	}
-	open := watch.waitPass(t, 15*time.Second, "B is unknown", after, func(st lkserver.ReconcileStatus) bool {
+	// not closed. B was created after serve had A's session, so every pass
+	// that started after CreateRoom B knows A.
+	open := watch.waitPass(t, 15*time.Second, "B is unknown", createdBAt, func(st lkserver.ReconcileStatus) bool {
 		return st.HasUnknown(createdB.Sid)
 	})
 	t.Logf("B flagged unknown by the pass at +%.2fs (%.2fs after CreateRoom B): %s",
@@ -394,7 +402,7 @@ func TestReconcileLostRoomFinished(t *testing.T) {
 	var forwardedA []*livekit.WebhookEvent
 	ids := map[string]bool{}
 	for _, c := range proxy.snapshot() {
-		if c.Event == nil || c.Event.GetRoom().GetSid() != createdA.Sid || c.Dropped || ids[c.Event.GetId()] {
+		if c.Event == nil || c.Event.GetRoom().GetSid() != createdA.Sid || c.Dropped || c.Refused || ids[c.Event.GetId()] {
 			continue
 		}
 		ids[c.Event.GetId()] = true
@@ -508,7 +516,7 @@ func TestReconcileLostRoomFinished(t *testing.T) {
 	var bad []string
 	forwarded := 0
 	for _, c := range proxy.snapshot() {
-		if c.Dropped {
+		if c.Dropped || c.Refused {
 			continue
 		}
 		forwarded++
@@ -526,4 +534,145 @@ func TestReconcileLostRoomFinished(t *testing.T) {
 		t.Errorf("serve logged errors:\n%s", sv.LogTail(40))
 	}
 	t.Logf("%d reconcile passes seen; test body took %.1fs", len(watch.snapshot()), time.Since(testStart).Seconds())
+}
+
+// TestKnownBugReconcileExpiresRetriedRoomFinished (only with
+// LKWEBHOOK_E2E_KNOWN_BUGS=1; fails until the main module is fixed): the
+// reconciler closes a session as soon as LiveKit stops listing its room,
+// although room_finished may still be on its way: livekit-server retries a
+// failed delivery after 1, 2, 4 and 8 s. Here serve's first delivery of
+// room_finished fails (503, as during a restart or overload) and a pass runs
+// in that window: the session is reported "expired" by the reconciler, and
+// room_finished, delivered and accepted one second later, comes too late.
+// The report should be the one room_finished gives (no_show here, with
+// ended_at from room_finished). livekitwebhook/reconcile.go schedules the
+// expire task due at once (DueMs 0); a reconciler close should wait out
+// LiveKit's retry horizon first (the expire task already yields to a
+// finalize task when room_finished was applied by then).
+func TestKnownBugReconcileExpiresRetriedRoomFinished(t *testing.T) {
+	if os.Getenv("LKWEBHOOK_E2E_KNOWN_BUGS") != "1" {
+		t.Skip("known bug reproduction; set LKWEBHOOK_E2E_KNOWN_BUGS=1 to run it")
+	}
+	lkserver.Binary(t)
+	room := "recon-retry-" + randomHex(t, 4)
+	var mu sync.Mutex
+	refused := map[string]bool{}
+	proxy := newDropProxy(t, func(*livekit.WebhookEvent) bool { return false }, func(ev *livekit.WebhookEvent) bool {
+		if ev.GetEvent() != webhook.EventRoomFinished || ev.GetRoom().GetName() != room {
+			return false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		first := !refused[ev.GetId()]
+		refused[ev.GetId()] = true
+		return first // the first attempt only
+	})
+	secret := randomHex(t, 24)
+	lk := lkserver.Start(t, lkserver.Options{
+		APIKey: lkserver.DefaultAPIKey, APISecret: secret,
+		WebhookURLs: []string{proxy.srv.URL + lkserver.DefaultWebhookPath},
+	})
+	sv := lkserver.StartServe(t, lkserver.ServeOptions{
+		APIKey: lkserver.DefaultAPIKey, APISecret: secret,
+		Args: []string{"--livekit-url", lk.URL, "--reconcile-interval", "2s", "--finalize-grace", "1s"},
+	})
+	proxy.setTarget(sv.URL)
+	t.Cleanup(proxy.shut)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rs := lk.RoomService()
+
+	created, err := rs.CreateRoom(ctx, &livekit.CreateRoomRequest{Name: room, EmptyTimeout: 120})
+	if err != nil {
+		t.Fatalf("CreateRoom: %v", err)
+	}
+	sv.WaitActive(t, stepTimeout, room, lkserver.ByRoomSID(created.Sid))
+	time.Sleep(3 * time.Second) // older than the reconciler's minimum age (the interval, 2 s)
+
+	if _, err := rs.DeleteRoom(ctx, &livekit.DeleteRoomRequest{Room: room}); err != nil {
+		t.Fatalf("DeleteRoom: %v", err)
+	}
+	// Wait until the first delivery of room_finished has failed; LiveKit
+	// retries it a second later.
+	if err := lkserver.WaitFor(ctx, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(refused) > 0
+	}); err != nil {
+		t.Fatalf("room_finished was not sent: %v", err)
+	}
+	st, found, err := sv.TryReconcileNow()
+	if err != nil || !found {
+		t.Fatalf("POST %s: found %v, err %v", lkserver.DefaultReconcilePath, found, err)
+	}
+	t.Logf("pass run while room_finished awaits LiveKit's retry: %s", dump(st))
+	fin := proxy.wait(t, stepTimeout, "room_finished (retried)", false, isEvent(webhook.EventRoomFinished, room, ""))
+	for _, c := range proxy.snapshot() {
+		if c.Refused {
+			t.Logf("room_finished delivered and accepted %.2fs after its refused first attempt", fin.Arrived.Sub(c.Arrived).Seconds())
+		}
+	}
+	rep := sv.WaitEnded(t, stepTimeout, room, lkserver.ByRoomSID(created.Sid))
+	raw := sv.SessionJSON(t, room)
+	t.Logf("report: %s\nexpire_reason: %v", dump(rep), raw["expire_reason"])
+	if rep.Disposition != "no_show" || raw["expire_reason"] != nil {
+		t.Errorf("disposition %q, expire_reason %v: room_finished arrived on LiveKit's first retry (1 s late), "+
+			"yet the reconciler reported the session as expired; want no_show from room_finished", rep.Disposition, raw["expire_reason"])
+	}
+}
+
+// TestKnownBugExpiredReportEndsBeforeStart (only with
+// LKWEBHOOK_E2E_KNOWN_BUGS=1; fails until the main module is fixed): an
+// expired report ends at the last event's createdAt, which has one-second
+// resolution, while started_at is the room's creationTimeMs. A room whose
+// last event serve got is room_started (here: nobody joins, room_finished is
+// lost, the reconciler closes it) is reported with ended_at before
+// started_at (and duration_seconds clamped to 0). The end given to
+// lifecycle.Expire should never be before the session start.
+func TestKnownBugExpiredReportEndsBeforeStart(t *testing.T) {
+	if os.Getenv("LKWEBHOOK_E2E_KNOWN_BUGS") != "1" {
+		t.Skip("known bug reproduction; set LKWEBHOOK_E2E_KNOWN_BUGS=1 to run it")
+	}
+	lkserver.Binary(t)
+	room := "recon-empty-" + randomHex(t, 4)
+	proxy := newDropProxy(t, func(ev *livekit.WebhookEvent) bool {
+		return ev.GetRoom().GetName() == room && ev.GetEvent() == webhook.EventRoomFinished
+	}, nil)
+	secret := randomHex(t, 24)
+	lk := lkserver.Start(t, lkserver.Options{
+		APIKey: lkserver.DefaultAPIKey, APISecret: secret,
+		WebhookURLs: []string{proxy.srv.URL + lkserver.DefaultWebhookPath},
+	})
+	sv := lkserver.StartServe(t, lkserver.ServeOptions{
+		APIKey: lkserver.DefaultAPIKey, APISecret: secret,
+		Args: []string{"--livekit-url", lk.URL, "--reconcile-interval", "2s", "--finalize-grace", "1s"},
+	})
+	proxy.setTarget(sv.URL)
+	t.Cleanup(proxy.shut)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rs := lk.RoomService()
+
+	created, err := rs.CreateRoom(ctx, &livekit.CreateRoomRequest{Name: room, EmptyTimeout: 120})
+	if err != nil {
+		t.Fatalf("CreateRoom: %v", err)
+	}
+	started := proxy.wait(t, stepTimeout, "room_started", false, isEvent(webhook.EventRoomStarted, room, ""))
+	if created.GetCreationTimeMs()%1000 == 0 {
+		t.Skip("the room was created on a whole second: nothing to see")
+	}
+	sv.WaitActive(t, stepTimeout, room, lkserver.ByRoomSID(created.Sid))
+	if _, err := rs.DeleteRoom(ctx, &livekit.DeleteRoomRequest{Room: room}); err != nil {
+		t.Fatalf("DeleteRoom: %v", err)
+	}
+	proxy.wait(t, stepTimeout, "room_finished", true, isEvent(webhook.EventRoomFinished, room, ""))
+	rep := sv.WaitEnded(t, stepTimeout, room, lkserver.ByRoomSID(created.Sid))
+	t.Logf("room creationTimeMs %d, room_started createdAt %d; report: %s",
+		created.GetCreationTimeMs(), started.Event.GetCreatedAt(), dump(rep))
+	if rep.Disposition != "expired" {
+		t.Fatalf("disposition %q, want expired (the premise)", rep.Disposition)
+	}
+	if rep.EndedAt == nil || rep.EndedAt.Before(rep.StartedAt) {
+		t.Errorf("ended_at %v is before started_at %v (duration_seconds %v)", rep.EndedAt, rep.StartedAt, rep.DurationSeconds)
+	}
 }

@@ -12,8 +12,10 @@ import (
 type EventHook func(ctx context.Context, ev *livekit.WebhookEvent, s Session) error
 
 // Hooks are optional callbacks; nil fields are skipped. Every event hook is
-// called at least once per event id, and never again for an id once it
-// returned nil (the success is recorded durably before the event is acked).
+// called at least once per event id, and not again for an id once it
+// returned nil: the success is recorded durably before the event is acked.
+// Only a crash between a hook's return and that record repeats a call, so a
+// hook with outside effects should still be idempotent by event id.
 type Hooks struct {
 	OnRoomStarted        EventHook
 	OnRoomFinished       EventHook
