@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -323,7 +322,7 @@ func TestReconcileLostRoomFinished(t *testing.T) {
 	})
 	sv := lkserver.StartServe(t, lkserver.ServeOptions{
 		APIKey: lkserver.DefaultAPIKey, APISecret: secret,
-		Args: []string{"--livekit-url", lk.URL, "--reconcile-interval", "2s", "--finalize-grace", "1s"},
+		Args: []string{"--livekit-url", lk.URL, "--reconcile-interval", "2s", "--reconcile-close-delay", "5s", "--finalize-grace", "1s"},
 	})
 	proxy.setTarget(sv.URL)
 	t.Cleanup(proxy.shut) // runs first: nothing is forwarded during teardown
@@ -536,8 +535,8 @@ func TestReconcileLostRoomFinished(t *testing.T) {
 	t.Logf("%d reconcile passes seen; test body took %.1fs", len(watch.snapshot()), time.Since(testStart).Seconds())
 }
 
-// TestKnownBugReconcileExpiresRetriedRoomFinished (only with
-// LKWEBHOOK_E2E_KNOWN_BUGS=1; fails until the main module is fixed): the
+// TestRegressionReconcileExpiresRetriedRoomFinished (only with
+// a regression test of a fixed bug): the
 // reconciler closes a session as soon as LiveKit stops listing its room,
 // although room_finished may still be on its way: livekit-server retries a
 // failed delivery after 1, 2, 4 and 8 s. Here serve's first delivery of
@@ -549,10 +548,7 @@ func TestReconcileLostRoomFinished(t *testing.T) {
 // expire task due at once (DueMs 0); a reconciler close should wait out
 // LiveKit's retry horizon first (the expire task already yields to a
 // finalize task when room_finished was applied by then).
-func TestKnownBugReconcileExpiresRetriedRoomFinished(t *testing.T) {
-	if os.Getenv("LKWEBHOOK_E2E_KNOWN_BUGS") != "1" {
-		t.Skip("known bug reproduction; set LKWEBHOOK_E2E_KNOWN_BUGS=1 to run it")
-	}
+func TestRegressionReconcileExpiresRetriedRoomFinished(t *testing.T) {
 	lkserver.Binary(t)
 	room := "recon-retry-" + randomHex(t, 4)
 	var mu sync.Mutex
@@ -574,7 +570,7 @@ func TestKnownBugReconcileExpiresRetriedRoomFinished(t *testing.T) {
 	})
 	sv := lkserver.StartServe(t, lkserver.ServeOptions{
 		APIKey: lkserver.DefaultAPIKey, APISecret: secret,
-		Args: []string{"--livekit-url", lk.URL, "--reconcile-interval", "2s", "--finalize-grace", "1s"},
+		Args: []string{"--livekit-url", lk.URL, "--reconcile-interval", "2s", "--reconcile-close-delay", "5s", "--finalize-grace", "1s"},
 	})
 	proxy.setTarget(sv.URL)
 	t.Cleanup(proxy.shut)
@@ -621,18 +617,15 @@ func TestKnownBugReconcileExpiresRetriedRoomFinished(t *testing.T) {
 	}
 }
 
-// TestKnownBugExpiredReportEndsBeforeStart (only with
-// LKWEBHOOK_E2E_KNOWN_BUGS=1; fails until the main module is fixed): an
+// TestRegressionExpiredReportEndsBeforeStart (only with
+// a regression test of a fixed bug): an
 // expired report ends at the last event's createdAt, which has one-second
 // resolution, while started_at is the room's creationTimeMs. A room whose
 // last event serve got is room_started (here: nobody joins, room_finished is
 // lost, the reconciler closes it) is reported with ended_at before
 // started_at (and duration_seconds clamped to 0). The end given to
 // lifecycle.Expire should never be before the session start.
-func TestKnownBugExpiredReportEndsBeforeStart(t *testing.T) {
-	if os.Getenv("LKWEBHOOK_E2E_KNOWN_BUGS") != "1" {
-		t.Skip("known bug reproduction; set LKWEBHOOK_E2E_KNOWN_BUGS=1 to run it")
-	}
+func TestRegressionExpiredReportEndsBeforeStart(t *testing.T) {
 	lkserver.Binary(t)
 	room := "recon-empty-" + randomHex(t, 4)
 	proxy := newDropProxy(t, func(ev *livekit.WebhookEvent) bool {
@@ -645,7 +638,7 @@ func TestKnownBugExpiredReportEndsBeforeStart(t *testing.T) {
 	})
 	sv := lkserver.StartServe(t, lkserver.ServeOptions{
 		APIKey: lkserver.DefaultAPIKey, APISecret: secret,
-		Args: []string{"--livekit-url", lk.URL, "--reconcile-interval", "2s", "--finalize-grace", "1s"},
+		Args: []string{"--livekit-url", lk.URL, "--reconcile-interval", "2s", "--reconcile-close-delay", "5s", "--finalize-grace", "1s"},
 	})
 	proxy.setTarget(sv.URL)
 	t.Cleanup(proxy.shut)

@@ -91,7 +91,7 @@ func (p *processor) finalize(ctx context.Context, t task) (err error) {
 		}
 		span.End()
 	}()
-	if t.Kind == taskFinalize && time.Since(time.UnixMilli(t.DueMs)) < maxFinalizeWait {
+	if time.Since(time.UnixMilli(t.DueMs)) < maxFinalizeWait {
 		if err := p.allApplied(ctx, t); err != nil {
 			return err
 		}
@@ -129,6 +129,9 @@ func (p *processor) finalize(ctx context.Context, t task) (err error) {
 	span.SetAttributes(attribute.String(attrSession, rec.Report.SessionID), attribute.String(attrRoomName, rec.Report.RoomName))
 	if won {
 		p.recordReportMetrics(ctx, rec.Report)
+		if t.Reason == reconcileReason && rec.Report.Disposition == DispositionExpired {
+			p.r.tel.reconcileClosed.Add(ctx, 1)
+		}
 	}
 	return p.deliver(ctx, t.Key, rec)
 }

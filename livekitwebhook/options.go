@@ -29,6 +29,7 @@ type options struct {
 
 	lister         RoomLister
 	reconcileEvery time.Duration
+	reconcileDelay time.Duration
 }
 
 // WithKeyProvider verifies with any livekit/protocol auth.KeyProvider

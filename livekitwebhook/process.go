@@ -119,7 +119,11 @@ func (p *processor) start(ctx context.Context) error {
 		if every <= 0 {
 			every = time.Minute
 		}
-		p.reconcile = &reconciler{r: p.r, lister: o.lister, interval: every, minAge: min(every, time.Minute)}
+		delay := o.reconcileDelay
+		if delay <= 0 {
+			delay = DefaultReconcileCloseDelay
+		}
+		p.reconcile = &reconciler{r: p.r, lister: o.lister, interval: every, minAge: min(every, time.Minute), closeDelay: delay}
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()

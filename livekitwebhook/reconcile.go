@@ -21,8 +21,10 @@ type ReconcileStatus struct {
 	At time.Time `json:"at"`
 	// LiveKitRooms is how many rooms LiveKit listed.
 	LiveKitRooms int `json:"livekit_rooms"`
-	// Closed are room sids whose sessions were closed because LiveKit no
-	// longer has the room (their room_finished never arrived).
+	// Closed are room sids whose sessions are closed because LiveKit no
+	// longer has the room: each is reported as expired once LiveKit's own
+	// retries of a late room_finished are over (closeDelay), unless that
+	// room_finished arrives first.
 	Closed []string `json:"closed"`
 	// Unknown are rooms LiveKit has that the receiver never heard of
 	// (their webhooks were lost, or point elsewhere).
@@ -39,6 +41,11 @@ type UnknownRoom struct {
 // reconcileReason is recorded in the report of a session it closes.
 const reconcileReason = "room no longer listed by LiveKit RoomService (room_finished not received)"
 
+// DefaultReconcileCloseDelay is how long a session whose room is gone waits
+// for its room_finished: LiveKit retries for up to 1+2+4+8 s and drops
+// events queued for 30 s, so past this it will not come.
+const DefaultReconcileCloseDelay = 45 * time.Second
+
 // reconciler catches what LiveKit's delivery dropped: it never replays, so a
 // lost room_finished leaves a session open until MaxSessionAge.
 type reconciler struct {
@@ -48,6 +55,8 @@ type reconciler struct {
 	// minAge protects rooms whose first webhooks are in flight while the
 	// listing is taken.
 	minAge time.Duration
+	// closeDelay: see DefaultReconcileCloseDelay.
+	closeDelay time.Duration
 
 	mu   sync.Mutex
 	last ReconcileStatus
@@ -56,6 +65,13 @@ type reconciler struct {
 // WithReconciler enables reconciliation against LiveKit every interval.
 func WithReconciler(l RoomLister, interval time.Duration) Option {
 	return func(o *options) { o.lister, o.reconcileEvery = l, interval }
+}
+
+// WithReconcileCloseDelay changes how long a session whose room LiveKit no
+// longer lists waits for a late room_finished before it is closed
+// (default DefaultReconcileCloseDelay).
+func WithReconcileCloseDelay(d time.Duration) Option {
+	return func(o *options) { o.reconcileDelay = d }
 }
 
 func (c *reconciler) run(ctx context.Context) {
@@ -107,7 +123,8 @@ func (c *reconciler) pass(ctx context.Context) ReconcileStatus {
 			if rec.Reported || rec.State.Finished() || open[rec.State.RoomSID] != nil || rec.FirstSeenMs > cutoff {
 				continue
 			}
-			if err := p.scheduleTask(ctx, rec, task{Kind: taskExpire, Reason: reconcileReason}); err != nil {
+			due := time.Now().Add(c.closeDelay).UnixMilli()
+			if err := p.scheduleTask(ctx, rec, task{Kind: taskExpire, Reason: reconcileReason, DueMs: due}); err != nil {
 				st.Error = err.Error()
 				continue
 			}
@@ -116,8 +133,8 @@ func (c *reconciler) pass(ctx context.Context) ReconcileStatus {
 		_ = lister.Stop()
 	}
 	for sid, room := range open {
-		if known[sid] {
-			continue
+		if known[sid] || roomCreatedMs(room) > cutoff {
+			continue // known, or so new that its room_started may be in flight
 		}
 		// A room reported already is known too (its record may be gone).
 		if _, ok, _ := c.r.SessionByRoomSID(ctx, sid); ok {
@@ -126,12 +143,18 @@ func (c *reconciler) pass(ctx context.Context) ReconcileStatus {
 		st.Unknown = append(st.Unknown, UnknownRoom{SID: sid, Name: room.Name})
 		c.r.log.Warn("reconcile: LiveKit has a room the receiver never heard of", "room_sid", sid, "room_name", room.Name)
 	}
-	c.r.tel.reconcileClosed.Add(ctx, int64(len(st.Closed)))
 	c.r.tel.reconcileUnknown.Record(ctx, int64(len(st.Unknown)), label("source", "roomservice"))
 	if len(st.Closed) > 0 {
 		c.r.log.Warn("reconcile: closed sessions whose room_finished never arrived", "room_sids", st.Closed)
 	}
 	return st
+}
+
+func roomCreatedMs(r *livekit.Room) int64 {
+	if r.CreationTimeMs > 0 {
+		return r.CreationTimeMs
+	}
+	return r.CreationTime * 1000
 }
 
 // Reconcile runs one reconciliation pass now (it also runs on its interval

@@ -56,6 +56,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	lkURL := fs.String("livekit-url", os.Getenv("LIVEKIT_URL"), "LiveKit server URL: enables reconciliation through RoomService (env LIVEKIT_URL)")
 	reconcileEvery := fs.Duration("reconcile-interval", time.Minute, "how often to reconcile sessions with LiveKit's room list")
+	reconcileDelay := fs.Duration("reconcile-close-delay", livekitwebhook.DefaultReconcileCloseDelay, "how long a session whose room LiveKit no longer lists waits for a late room_finished")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -117,7 +118,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			fmt.Fprintln(stderr, "lkwebhook serve: --livekit-url needs an API key and secret (LIVEKIT_API_KEY/LIVEKIT_API_SECRET or api_key/api_secret)")
 			return 2
 		}
-		opts = append(opts, livekitwebhook.WithReconciler(roomservice.New(*lkURL, key, secret), *reconcileEvery))
+		opts = append(opts, livekitwebhook.WithReconciler(roomservice.New(*lkURL, key, secret), *reconcileEvery),
+			livekitwebhook.WithReconcileCloseDelay(*reconcileDelay))
 	}
 	recv, err := livekitwebhook.New(cfg, opts...)
 	if err != nil {

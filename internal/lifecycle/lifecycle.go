@@ -499,6 +499,9 @@ func (s State) Session() Session {
 	case s.Expired:
 		refMs = s.ExpiredMs
 	}
+	// Event times are whole seconds while the creation time has
+	// milliseconds: the end is never before the start.
+	refMs = max(refMs, startMs)
 
 	out := Session{
 		SessionID:                s.SessionID,
@@ -541,6 +544,9 @@ func (s State) Session() Session {
 			if p.LeftSec > 0 {
 				left = p.LeftSec * 1000
 			}
+			// Leave times are whole seconds, joins have milliseconds: a
+			// participant never leaves before it joined.
+			left = max(left, joined)
 			t := msTime(left)
 			vp.State, vp.LeftAt = ParticipantLeft, &t
 			vp.DisconnectReason = disconnectReasonName(p.LeftReason)
@@ -549,9 +555,10 @@ func (s State) Session() Session {
 			vp.State = ParticipantAborted
 			vp.DisconnectReason = disconnectReasonName(p.AbortReason)
 		case ended:
-			t := msTime(refMs)
+			left := max(refMs, joined)
+			t := msTime(left)
 			vp.State, vp.LeftAt = ParticipantLeft, &t
-			ms = refMs - joined
+			ms = left - joined
 		default:
 			vp.State = ParticipantActive
 			ms = refMs - joined

@@ -329,6 +329,9 @@ func checkSessionInvariants(t *testing.T, s Session) {
 	if s.DurationSeconds < 0 || math.IsNaN(s.DurationSeconds) {
 		t.Fatalf("negative duration %v", s.DurationSeconds)
 	}
+	if s.EndedAt != nil && s.EndedAt.Before(s.StartedAt) {
+		t.Fatalf("ended at %v, before the start %v", *s.EndedAt, s.StartedAt)
+	}
 	if ended != (s.Disposition != "") {
 		t.Fatalf("ended=%v but disposition=%q", ended, s.Disposition)
 	}
@@ -344,6 +347,9 @@ func checkSessionInvariants(t *testing.T, s Session) {
 	for i, p := range s.Participants {
 		if p.Seconds < 0 {
 			t.Fatalf("participant %s: negative seconds %v", p.SID, p.Seconds)
+		}
+		if p.LeftAt != nil && p.LeftAt.Before(p.JoinedAt) {
+			t.Fatalf("participant %s left at %v, before joining at %v", p.SID, *p.LeftAt, p.JoinedAt)
 		}
 		sum += toMs(p.Seconds)
 		byKind[p.Kind] += toMs(p.Seconds)

@@ -508,7 +508,10 @@ func tableCases() []tableCase {
 				Disposition:  DispositionExpired,
 				ExpireReason: "reconciled",
 				Participants: []Participant{
-					pv("PA_alice", "alice", "standard", ParticipantLeft, atMs(1500), tp(at(1)), 0, ""),
+					// Closed at the room's end, which is before its join
+					// (whole-second event times): left_at is clamped to
+					// joined_at, never before it.
+					pv("PA_alice", "alice", "standard", ParticipantLeft, atMs(1500), tp(atMs(1500)), 0, ""),
 				},
 				EventsApplied: 2,
 			},
