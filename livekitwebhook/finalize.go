@@ -61,7 +61,9 @@ func (p *processor) handleTask(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.NakWithDelay(wait)
 		return
 	}
+	stopBeat := keepInProgress(msg) // OnSessionEnded hooks may be slow
 	err := p.finalize(ctx, t)
+	stopBeat()
 	if err == nil {
 		_ = msg.Ack()
 		return
