@@ -143,6 +143,7 @@ func (c *reconciler) pass(ctx context.Context) ReconcileStatus {
 		st.Unknown = append(st.Unknown, UnknownRoom{SID: sid, Name: room.Name})
 		c.r.log.Warn("reconcile: LiveKit has a room the receiver never heard of", "room_sid", sid, "room_name", room.Name)
 	}
+	c.r.tel.reconcileClosed.Add(ctx, 0) // the series exists before the first close
 	c.r.tel.reconcileUnknown.Record(ctx, int64(len(st.Unknown)), label("source", "roomservice"))
 	if len(st.Closed) > 0 {
 		c.r.log.Warn("reconcile: closed sessions whose room_finished never arrived", "room_sids", st.Closed)

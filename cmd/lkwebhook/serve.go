@@ -28,7 +28,7 @@ import (
 
 // defaultMemoryLimit is the soft memory limit serve sets unless GOMEMLIMIT
 // is given.
-const defaultMemoryLimit = 256 << 20
+const defaultMemoryLimit = 192 << 20
 
 // Dev keys: exactly those of `livekit-server --dev`.
 const (
