@@ -1,6 +1,7 @@
 // Package faulttest holds fault-injection tests of the lkwebhook binary run as
 // a real process: kill -9 during a webhook burst, an external nats-server
-// stopped and restarted under load, and hostile HTTP input. LiveKit's own
+// stopped and restarted under load, a 3-node JetStream cluster losing a node
+// and a serve replica mid-burst, and hostile HTTP input. LiveKit's own
 // webhook notifier (github.com/livekit/protocol/webhook) is the sender, and
 // every assertion goes through the HTTP API, never the logs.
 //
@@ -19,4 +20,9 @@
 //	LKWEBHOOK_FAULT_RACE=1       build lkwebhook with -race and fail on any reported data race
 //	LKWEBHOOK_FAULT_ENDWAIT=5m   wait longer than the default 20s for every room's report
 //	LKWEBHOOK_FAULT_BIN=PATH     use a prebuilt lkwebhook instead of building cmd/lkwebhook
+//	LKWEBHOOK_FAULT_REPRO=1      run the tests that reproduce open bugs (cluster_test.go)
+//	LKWEBHOOK_FAULT_KEEPLOGS=1   keep the cluster tests' serve logs even when they pass
+//	LKWEBHOOK_FAULT_LOGLEVEL=debug  log level of the cluster tests' serve replicas
+//	LKWEBHOOK_MEASURE=1          run TestMeasure (start time, RSS, intake/processing rates)
+//	LKWEBHOOK_MEASURE_OUT=FILE   and write its figures as JSON to FILE
 package faulttest
