@@ -244,23 +244,9 @@ func (p *processor) deliver(ctx context.Context, key string, rec *roomRecord) er
 	return err
 }
 
-func (p *processor) callEnded(ctx context.Context, f func(context.Context, Report) error, r Report) (err error) {
-	ctx, span := p.r.tel.tracer.Start(ctx, spanHook, trace.WithAttributes(
-		attribute.String(attrOpName, spanHook), attribute.String(attrHook, "OnSessionEnded"),
-		attribute.String(attrSession, r.SessionID), attribute.String(attrRoomSID, r.RoomSID)))
-	defer span.End()
-	ctx, cancel := context.WithTimeout(ctx, hookTimeout)
-	defer cancel()
-	defer func() {
-		if rec := recover(); rec != nil {
-			err = fmt.Errorf("hook panicked: %v", rec)
-		}
-		if err != nil {
-			span.RecordError(err)
-			span.SetStatus(codes.Error, "hook failed")
-		}
-	}()
-	return f(ctx, r)
+func (p *processor) callEnded(ctx context.Context, f func(context.Context, Report) error, r Report) error {
+	return p.invokeHook(ctx, "OnSessionEnded", func(ctx context.Context) error { return f(ctx, r) },
+		attribute.String(attrSession, r.SessionID), attribute.String(attrRoomSID, r.RoomSID))
 }
 
 func (p *processor) recordReportMetrics(ctx context.Context, r *Report) {
@@ -288,52 +274,4 @@ func activeAtEnd(r *Report) int {
 		}
 	}
 	return n
-}
-
-// sweep closes sessions that never got room_finished: every interval it
-// schedules an expire task for records older than MaxSessionAge.
-func (p *processor) sweep(ctx context.Context) {
-	every(ctx, min(max(p.r.d.maxAge/8, time.Second), time.Minute), func() {
-		if err := p.sweepOnce(ctx); err != nil && !errors.Is(err, context.Canceled) {
-			p.r.log.Debug("sweep", "error", err.Error())
-		}
-	})
-}
-
-// every runs f each interval until ctx ends.
-func every(ctx context.Context, interval time.Duration, f func()) {
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			f()
-		}
-	}
-}
-
-func (p *processor) sweepOnce(ctx context.Context) error {
-	lister, err := p.eng.Rooms.ListKeys(ctx)
-	if err != nil {
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return nil
-		}
-		return err
-	}
-	defer func() { _ = lister.Stop() }()
-	deadline := time.Now().Add(-p.r.d.maxAge).UnixMilli()
-	for key := range lister.Keys() {
-		rec, _, err := p.rooms.get(ctx, key)
-		if err != nil || rec == nil || rec.Reported || rec.State.RoomSID == "" || rec.State.Finished() {
-			continue
-		}
-		if rec.FirstSeenMs <= deadline {
-			if err := p.scheduleTask(ctx, rec, task{Kind: taskExpire}); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
