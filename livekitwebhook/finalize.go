@@ -79,7 +79,9 @@ func (p *processor) handleTask(ctx context.Context, msg jetstream.Msg) {
 		attempt = int(md.NumDelivered)
 	}
 	p.r.log.Warn("session report failed, will retry", "room_sid", t.SID, "attempt", attempt, "error", err.Error())
-	_ = msg.NakWithDelay(backoff(attempt))
+	// NumDelivered also counts the "not due yet" redeliveries, so the
+	// backoff is capped: finalizing again is idempotent and cheap.
+	_ = msg.NakWithDelay(min(backoff(attempt), 5*time.Second))
 }
 
 func (p *processor) finalize(ctx context.Context, t task) (err error) {

@@ -54,23 +54,20 @@ func newProcessor(r *Receiver, eng *engine.Engine) (*processor, error) {
 
 func (p *processor) start(ctx context.Context) error {
 	n := p.r.cfg.Workers
-	events, err := p.eng.Events.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       engine.ConsumerProcessor,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       ackWait,
-		MaxDeliver:    -1, // attempts are counted here, then dead-lettered
-		MaxAckPending: n * 256,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
+	events, err := engine.Retry(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
+		return p.eng.Events.CreateOrUpdateConsumer(ctx, p.eventsConsumer(n))
 	})
 	if err != nil {
 		return fmt.Errorf("livekitwebhook: processor consumer: %w", err)
 	}
-	tasks, err := p.eng.Tasks.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       engine.ConsumerFinalizer,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       ackWait,
-		MaxDeliver:    -1,
-		MaxAckPending: 100_000,
+	tasks, err := engine.Retry(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
+		return p.eng.Tasks.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+			Durable:       engine.ConsumerFinalizer,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       ackWait,
+			MaxDeliver:    -1,
+			MaxAckPending: 100_000,
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("livekitwebhook: finalizer consumer: %w", err)
@@ -151,6 +148,18 @@ func (p *processor) yieldToIntake(ctx context.Context) {
 			return
 		case <-time.After(2 * time.Millisecond):
 		}
+	}
+}
+
+// eventsConsumer is the durable consumer every replica's processor shares.
+func (p *processor) eventsConsumer(workers int) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       engine.ConsumerProcessor,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		MaxDeliver:    -1, // attempts are counted here, then dead-lettered
+		MaxAckPending: workers * 256,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
 }
 

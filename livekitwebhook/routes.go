@@ -93,7 +93,18 @@ func (r *Receiver) serveSessions(w http.ResponseWriter, req *http.Request) {
 		r.serverError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, sessionsList{Active: active, Ended: ended})
+	// A session reported between the two reads is in both: it has ended.
+	done := make(map[string]bool, len(ended))
+	for _, e := range ended {
+		done[e.RoomSID] = true
+	}
+	still := active[:0]
+	for _, a := range active {
+		if !done[a.RoomSID] {
+			still = append(still, a)
+		}
+	}
+	writeJSON(w, http.StatusOK, sessionsList{Active: still, Ended: ended})
 }
 
 func (r *Receiver) serveDLQ(w http.ResponseWriter, req *http.Request) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -35,6 +36,16 @@ func (e *Engine) Accept(ctx context.Context, a Accepted) (duplicate bool, err er
 	}
 	msg.Header.Set(HeaderEvent, a.Event)
 	ack, err := e.js.PublishMsg(ctx, msg, jetstream.WithMsgID(a.ID), jetstream.WithExpectStream(StreamEvents))
+	// A cluster electing a stream leader answers "no responders" for a few
+	// seconds: retry within the caller's bound rather than refuse at once.
+	for err != nil && (errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)) && e.Ready() {
+		select {
+		case <-ctx.Done():
+			return false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		ack, err = e.js.PublishMsg(ctx, msg, jetstream.WithMsgID(a.ID), jetstream.WithExpectStream(StreamEvents))
+	}
 	if errors.Is(err, nats.ErrMaxPayload) {
 		return false, ErrTooLarge
 	}

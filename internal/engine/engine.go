@@ -206,7 +206,9 @@ func (e *Engine) provision(ctx context.Context) error {
 		}},
 	}
 	for _, s := range streams {
-		st, err := e.js.CreateOrUpdateStream(ctx, s.cfg)
+		st, err := Retry(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+			return e.js.CreateOrUpdateStream(ctx, s.cfg)
+		})
 		if err != nil {
 			return fmt.Errorf("%w: stream %s: %v", ErrUnavailable, s.cfg.Name, err)
 		}
@@ -222,13 +224,46 @@ func (e *Engine) provision(ctx context.Context) error {
 		{&e.Beluga, jetstream.KeyValueConfig{Bucket: BucketBeluga, Storage: jetstream.FileStorage, Replicas: r}},
 	}
 	for _, b := range buckets {
-		kv, err := e.js.CreateOrUpdateKeyValue(ctx, b.cfg)
+		kv, err := Retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+			return e.js.CreateOrUpdateKeyValue(ctx, b.cfg)
+		})
 		if err != nil {
 			return fmt.Errorf("%w: bucket %s: %v", ErrUnavailable, b.cfg.Bucket, err)
 		}
 		*b.dst = kv
 	}
 	return nil
+}
+
+// Retry runs an administrative call with a 5 s bound per try, until it
+// succeeds or ctx ends: a cluster still electing leaders, or several
+// replicas provisioning at once, can leave a request unanswered, and a
+// retry is answered at once.
+func Retry[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
+	for {
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		v, err := f(tctx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !transient(err) {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// transient errors are worth another try: no answer, or nobody to answer
+// yet. An answer that refuses (a JetStream API error) is final.
+func transient(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return false
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
 // JetStream exposes the JetStream context (processor, CLI tools, tests).
