@@ -20,7 +20,6 @@
 //	LKWEBHOOK_FAULT_RACE=1       build lkwebhook with -race and fail on any reported data race
 //	LKWEBHOOK_FAULT_ENDWAIT=5m   wait longer than the default 20s for every room's report
 //	LKWEBHOOK_FAULT_BIN=PATH     use a prebuilt lkwebhook instead of building cmd/lkwebhook
-//	LKWEBHOOK_FAULT_REPRO=1      run the tests that reproduce open bugs (cluster_test.go)
 //	LKWEBHOOK_FAULT_KEEPLOGS=1   keep the cluster tests' serve logs even when they pass
 //	LKWEBHOOK_FAULT_LOGLEVEL=debug  log level of the cluster tests' serve replicas
 //	LKWEBHOOK_MEASURE=1          run TestMeasure (start time, RSS, intake/processing rates)

@@ -54,13 +54,13 @@ func newProcessor(r *Receiver, eng *engine.Engine) (*processor, error) {
 
 func (p *processor) start(ctx context.Context) error {
 	n := p.r.cfg.Workers
-	events, err := engine.Retry(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
+	events, err := engine.Bounded(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
 		return p.eng.Events.CreateOrUpdateConsumer(ctx, p.eventsConsumer(n))
 	})
 	if err != nil {
 		return fmt.Errorf("livekitwebhook: processor consumer: %w", err)
 	}
-	tasks, err := engine.Retry(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
+	tasks, err := engine.Bounded(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
 		return p.eng.Tasks.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 			Durable:       engine.ConsumerFinalizer,
 			AckPolicy:     jetstream.AckExplicitPolicy,

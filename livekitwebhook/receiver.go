@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/livekit/protocol/auth"
 	"github.com/lookatitude/beluga-ai/v2/core"
@@ -138,6 +140,24 @@ func (r *Receiver) Start(ctx context.Context) error {
 	if r.eng != nil {
 		return errors.New("livekitwebhook: already started")
 	}
+	// Replicas starting together on a fresh cluster can leave provisioning
+	// requests unanswered on one connection; a new connection is answered.
+	for attempt := 1; ; attempt++ {
+		err := r.start(ctx)
+		if err == nil || ctx.Err() != nil || !engine.Transient(err) {
+			return err
+		}
+		r.log.Warn("engine not ready, retrying on a new connection", "attempt", attempt, "error", err.Error())
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(100+rand.IntN(400)) * time.Millisecond):
+		}
+	}
+}
+
+// start is one attempt of Start, with r.mu held.
+func (r *Receiver) start(ctx context.Context) error {
 	eng, err := engine.Open(ctx, engine.Config{
 		URL:             r.cfg.NatsURL,
 		CredsFile:       r.cfg.NatsCreds,

@@ -38,7 +38,7 @@ func (e *Engine) Accept(ctx context.Context, a Accepted) (duplicate bool, err er
 	ack, err := e.js.PublishMsg(ctx, msg, jetstream.WithMsgID(a.ID), jetstream.WithExpectStream(StreamEvents))
 	// A cluster electing a stream leader answers "no responders" for a few
 	// seconds: retry within the caller's bound rather than refuse at once.
-	for err != nil && (errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)) && e.Ready() {
+	for err != nil && Transient(err) && ctx.Err() == nil && e.Ready() {
 		select {
 		case <-ctx.Done():
 			return false, fmt.Errorf("%w: %v", ErrUnavailable, err)

@@ -206,11 +206,11 @@ func (e *Engine) provision(ctx context.Context) error {
 		}},
 	}
 	for _, s := range streams {
-		st, err := Retry(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+		st, err := Bounded(ctx, func(ctx context.Context) (jetstream.Stream, error) {
 			return e.js.CreateOrUpdateStream(ctx, s.cfg)
 		})
 		if err != nil {
-			return fmt.Errorf("%w: stream %s: %v", ErrUnavailable, s.cfg.Name, err)
+			return fmt.Errorf("%w: stream %s: %w", ErrUnavailable, s.cfg.Name, err)
 		}
 		*s.dst = st
 	}
@@ -224,40 +224,30 @@ func (e *Engine) provision(ctx context.Context) error {
 		{&e.Beluga, jetstream.KeyValueConfig{Bucket: BucketBeluga, Storage: jetstream.FileStorage, Replicas: r}},
 	}
 	for _, b := range buckets {
-		kv, err := Retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+		kv, err := Bounded(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
 			return e.js.CreateOrUpdateKeyValue(ctx, b.cfg)
 		})
 		if err != nil {
-			return fmt.Errorf("%w: bucket %s: %v", ErrUnavailable, b.cfg.Bucket, err)
+			return fmt.Errorf("%w: bucket %s: %w", ErrUnavailable, b.cfg.Bucket, err)
 		}
 		*b.dst = kv
 	}
 	return nil
 }
 
-// Retry runs an administrative call with a 5 s bound per try, until it
-// succeeds or ctx ends: a cluster still electing leaders, or several
-// replicas provisioning at once, can leave a request unanswered, and a
-// retry is answered at once.
-func Retry[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
-	for {
-		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		v, err := f(tctx)
-		cancel()
-		if err == nil || ctx.Err() != nil || !transient(err) {
-			return v, err
-		}
-		select {
-		case <-ctx.Done():
-			return v, err
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+// Bounded runs an administrative call with a 5 s bound: a cluster electing
+// leaders, or several replicas provisioning at once, can leave a request
+// unanswered. Retry on a fresh connection (see Transient): the same one can
+// stay stuck.
+func Bounded[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
+	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return f(tctx)
 }
 
-// transient errors are worth another try: no answer, or nobody to answer
-// yet. An answer that refuses (a JetStream API error) is final.
-func transient(err error) bool {
+// Transient reports whether err is worth another try: no answer, or nobody
+// to answer yet. An answer that refuses (a JetStream API error) is final.
+func Transient(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
 		return false
