@@ -42,6 +42,7 @@ func RoomNameCorrelator() Correlator { return roomNameCorrelator{} }
 
 type roomNameCorrelator struct{}
 
+// Correlate maps a room to its name.
 func (roomNameCorrelator) Correlate(_ context.Context, r RoomInfo) (string, bool, error) {
 	return r.Name, r.Name != "", nil
 }
@@ -52,6 +53,7 @@ func MetadataCorrelator(key string) Correlator { return metadataCorrelator{key: 
 
 type metadataCorrelator struct{ key string }
 
+// Correlate reads the session id from the metadata key.
 func (m metadataCorrelator) Correlate(_ context.Context, r RoomInfo) (string, bool, error) {
 	if r.Metadata == "" {
 		return "", false, nil
@@ -88,6 +90,7 @@ func TemplateCorrelator(template string) (Correlator, error) {
 
 type templateCorrelator struct{ prefix, suffix string }
 
+// Correlate extracts the session id from a room name matching the template.
 func (t templateCorrelator) Correlate(_ context.Context, r RoomInfo) (string, bool, error) {
 	n := r.Name
 	if len(n) <= len(t.prefix)+len(t.suffix) || !strings.HasPrefix(n, t.prefix) || !strings.HasSuffix(n, t.suffix) {

@@ -43,7 +43,10 @@ type RefusalError struct {
 	Err    error
 }
 
+// Error returns the cause's message (never a secret).
 func (e *RefusalError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the cause, for errors.Is with the Err* values.
 func (e *RefusalError) Unwrap() error { return e.Err }
 
 // refusal classifies err into a RefusalError.

@@ -220,6 +220,7 @@ func (t *Transport) AudioOut() io.Writer { return audioOut{t} }
 
 type audioOut struct{ t *Transport }
 
+// Write forwards to the transport until it is closed.
 func (w audioOut) Write(p []byte) (int, error) {
 	if err := w.t.closedErr("audio_out"); err != nil {
 		return 0, err
