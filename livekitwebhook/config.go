@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -86,14 +88,33 @@ type Config struct {
 }
 
 // DefaultConfig returns a Config with every default applied.
-func DefaultConfig() Config {
-	cfg, _ := config.LoadFromEnv[defaultsOnly]("BELUGA_LIVEKIT_WEBHOOK_DEFAULTS_ONLY_UNUSED")
-	return Config(cfg)
-}
+func DefaultConfig() Config { return Config{}.withDefaults() }
 
-// defaultsOnly has Config's layout; LoadFromEnv on a prefix nobody sets
-// applies the default tags and nothing else.
-type defaultsOnly Config
+// withDefaults fills every zero field from its default tag, the single
+// source of defaults (Beluga's loaders read the same tags), so that a Config
+// built in Go without them works too.
+func (c Config) withDefaults() Config {
+	v := reflect.ValueOf(&c).Elem()
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		def, ok := t.Field(i).Tag.Lookup("default")
+		f := v.Field(i)
+		if !ok || !f.IsZero() {
+			continue
+		}
+		switch f.Kind() {
+		case reflect.String:
+			f.SetString(def)
+		case reflect.Int, reflect.Int64:
+			n, err := strconv.ParseInt(def, 10, 64)
+			if err != nil {
+				panic("livekitwebhook: bad default tag on " + t.Field(i).Name)
+			}
+			f.SetInt(n)
+		}
+	}
+	return c
+}
 
 // LoadConfig reads a JSON file with Beluga's config.Load, then overrides it
 // from the environment (EnvPrefix) and the LiveKit key variables.
@@ -140,14 +161,11 @@ type durations struct {
 	leeway, dedupe, accept, retryAfter, grace, maxAge time.Duration
 }
 
+// durations parses the duration fields of a Config with defaults applied.
 func (c Config) durations() (durations, error) {
 	var d durations
 	var errs []error
-	parse := func(name, s string, def time.Duration, dst *time.Duration) {
-		if s == "" {
-			*dst = def
-			return
-		}
+	parse := func(name, s string, dst *time.Duration) {
 		v, err := time.ParseDuration(s)
 		if err != nil || v < 0 {
 			errs = append(errs, fmt.Errorf("%s: %q is not a duration like \"30s\"", name, s))
@@ -155,12 +173,12 @@ func (c Config) durations() (durations, error) {
 		}
 		*dst = v
 	}
-	parse("leeway", c.Leeway, 60*time.Second, &d.leeway)
-	parse("dedupe_window", c.DedupeWindow, 24*time.Hour, &d.dedupe)
-	parse("accept_timeout", c.AcceptTimeout, 5*time.Second, &d.accept)
-	parse("retry_after", c.RetryAfter, 2*time.Second, &d.retryAfter)
-	parse("finalize_grace", c.FinalizeGrace, 10*time.Second, &d.grace)
-	parse("max_session_age", c.MaxSessionAge, 24*time.Hour, &d.maxAge)
+	parse("leeway", c.Leeway, &d.leeway)
+	parse("dedupe_window", c.DedupeWindow, &d.dedupe)
+	parse("accept_timeout", c.AcceptTimeout, &d.accept)
+	parse("retry_after", c.RetryAfter, &d.retryAfter)
+	parse("finalize_grace", c.FinalizeGrace, &d.grace)
+	parse("max_session_age", c.MaxSessionAge, &d.maxAge)
 	return d, errors.Join(errs...)
 }
 

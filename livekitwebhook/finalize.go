@@ -101,8 +101,9 @@ func (p *processor) finalize(ctx context.Context, t task) (err error) {
 		}
 	}
 	var won bool
+	var closedActive int // participants an expiry closes (room_finished already did otherwise)
 	rec, err := p.rooms.update(ctx, t.Key, nil, func(cur *roomRecord) (*roomRecord, error) {
-		won = false
+		won, closedActive = false, 0
 		if cur == nil || cur.Reported {
 			return nil, nil
 		}
@@ -120,6 +121,7 @@ func (p *processor) finalize(ctx context.Context, t task) (err error) {
 				reason = fmt.Sprintf("no room_finished within %s", p.r.d.maxAge)
 			}
 			next.State = lifecycle.Expire(cur.State, end, reason)
+			closedActive = cur.State.ActiveParticipants()
 		}
 		report := next.State.Session()
 		next.Reported, next.Report = true, &report
@@ -132,7 +134,7 @@ func (p *processor) finalize(ctx context.Context, t task) (err error) {
 	}
 	span.SetAttributes(attribute.String(attrSession, rec.Report.SessionID), attribute.String(attrRoomName, rec.Report.RoomName))
 	if won {
-		p.recordReportMetrics(ctx, rec.Report)
+		p.recordReportMetrics(ctx, rec.Report, closedActive)
 		if t.Reason == reconcileReason && rec.Report.Disposition == DispositionExpired {
 			p.r.tel.reconcileClosed.Add(ctx, 1)
 		}
@@ -251,7 +253,7 @@ func (p *processor) callEnded(ctx context.Context, f func(context.Context, Repor
 		attribute.String(attrSession, r.SessionID), attribute.String(attrRoomSID, r.RoomSID))
 }
 
-func (p *processor) recordReportMetrics(ctx context.Context, r *Report) {
+func (p *processor) recordReportMetrics(ctx context.Context, r *Report, closedActive int) {
 	tel := p.r.tel
 	tel.activeSess.Add(ctx, -1)
 	tel.reports.Add(ctx, 1, label("disposition", r.Disposition))
@@ -259,21 +261,9 @@ func (p *processor) recordReportMetrics(ctx context.Context, r *Report) {
 	for kind, secs := range r.ParticipantSecondsByKind {
 		tel.partSeconds.Add(ctx, secs, label("kind", kind))
 	}
-	if n := activeAtEnd(r); n > 0 {
-		tel.activePart.Add(ctx, -int64(n))
+	if closedActive > 0 {
+		tel.activePart.Add(ctx, -int64(closedActive))
 	}
 	p.r.log.Info("session ended", "session_id", r.SessionID, "room_sid", r.RoomSID, "room_name", r.RoomName,
 		"disposition", r.Disposition, "duration_seconds", r.DurationSeconds, "participant_seconds", r.ParticipantSeconds)
-}
-
-// activeAtEnd counts participants the final report closed at room end
-// (they never sent participant_left, so the gauge still holds them).
-func activeAtEnd(r *Report) int {
-	n := 0
-	for _, pt := range r.Participants {
-		if pt.State == "active" {
-			n++
-		}
-	}
-	return n
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/livekit/protocol/livekit"
 	"github.com/lookatitude/beluga-ai/v2/runtime"
 	"github.com/nats-io/nats.go/jetstream"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
 )
@@ -239,12 +241,20 @@ func TestExpiredSession(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.MaxSessionAge = "1s"
 	var hc hookCounter
-	tr := startReceiver(t, cfg, WithHooks(hc.hooks()))
+	reader := sdkmetric.NewManualReader()
+	tr := startReceiver(t, cfg, WithHooks(hc.hooks()), WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
 	t0 := time.Now().Unix()
 	postEvent(t, tr.url, participantEvent("EV_exp0000001", "participant_joined", "lost", "RM_exp", "PA_1", "bob", livekit.ParticipantInfo_STANDARD, t0, t0))
 	eventually(t, 15*time.Second, "expired report", func() bool { return len(hc.ended()) == 1 })
 	if r := hc.ended()[0]; r.Disposition != DispositionExpired || r.EndedAt == nil {
 		t.Fatalf("expired report %+v", r)
+	}
+	// The participant never left: closing the session releases it from the
+	// active gauges.
+	for name, want := range map[string]int64{"livekitwebhook.participants.active": 0, "livekitwebhook.sessions.active": 0} {
+		if got := gaugeSum(t, reader, name); got != want {
+			t.Errorf("%s = %d after the expiry, want %d", name, got, want)
+		}
 	}
 }
 
@@ -320,4 +330,24 @@ func TestUnmappedRoomTracked(t *testing.T) {
 	if s.Unmapped || s.RoomName != "call-77" {
 		t.Fatalf("mapped room: %+v", s)
 	}
+}
+
+// gaugeSum sums an up-down counter's data points.
+func gaugeSum(t *testing.T, reader *sdkmetric.ManualReader, name string) int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if d, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == name {
+				for _, dp := range d.DataPoints {
+					sum += dp.Value
+				}
+			}
+		}
+	}
+	return sum
 }

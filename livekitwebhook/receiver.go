@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/livekit/protocol/auth"
+	beconfig "github.com/lookatitude/beluga-ai/v2/config"
 	"github.com/lookatitude/beluga-ai/v2/core"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
@@ -57,27 +58,13 @@ func New(cfg Config, opts ...Option) (*Receiver, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	cfg = cfg.withDefaults()
+	if err := beconfig.Validate(&cfg); err != nil {
+		return nil, core.NewError("livekitwebhook.new", core.ErrInvalidInput, "invalid config", err)
+	}
 	d, err := cfg.durations()
 	if err != nil {
 		return nil, core.NewError("livekitwebhook.new", core.ErrInvalidInput, "invalid config", err)
-	}
-	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = 1 << 20
-	}
-	if cfg.MaxAttempts <= 0 {
-		cfg.MaxAttempts = 8
-	}
-	if cfg.Workers <= 0 {
-		cfg.Workers = 8
-	}
-	if cfg.Path == "" {
-		cfg.Path = "/voice/livekit/webhooks"
-	}
-	if cfg.SessionsPath == "" {
-		cfg.SessionsPath = "/voice/livekit/sessions"
-	}
-	if cfg.BelugaAgentID == "" {
-		cfg.BelugaAgentID = "livekit"
 	}
 	keys, err := cfg.keySet()
 	if err != nil {
