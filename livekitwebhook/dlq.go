@@ -62,29 +62,38 @@ func (p *processor) deadLetter(ctx context.Context, msg jetstream.Msg, ev *livek
 
 // DeadLetters lists the dead letters, oldest first, at most limit (0: all).
 func (r *Receiver) DeadLetters(ctx context.Context, limit int) ([]DeadLetter, error) {
+	var out []DeadLetter
+	err := r.eachDeadLetter(ctx, func(m *jetstream.RawStreamMsg) bool {
+		out = append(out, deadLetterOf(m))
+		return limit <= 0 || len(out) < limit
+	})
+	return out, err
+}
+
+// eachDeadLetter calls f with every stored dead letter, oldest first, until
+// f returns false.
+func (r *Receiver) eachDeadLetter(ctx context.Context, f func(*jetstream.RawStreamMsg) bool) error {
 	eng := r.engine()
 	if eng == nil {
-		return nil, ErrEngineUnavailable
+		return ErrEngineUnavailable
 	}
 	info, err := eng.DLQ.Info(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var out []DeadLetter
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && seq > 0; seq++ {
-		if limit > 0 && len(out) >= limit {
-			break
-		}
 		m, err := eng.DLQ.GetMsg(ctx, seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
+			continue // replayed and deleted
 		}
 		if err != nil {
-			return out, err
+			return err
 		}
-		out = append(out, deadLetterOf(m))
+		if !f(m) {
+			return nil
+		}
 	}
-	return out, nil
+	return nil
 }
 
 func deadLetterOf(m *jetstream.RawStreamMsg) DeadLetter {
@@ -107,43 +116,53 @@ func (r *Receiver) Replay(ctx context.Context, id string) (int, error) {
 	if eng == nil {
 		return 0, ErrEngineUnavailable
 	}
-	list, err := r.DeadLetters(ctx, 0)
-	if err != nil {
-		return 0, err
-	}
 	n := 0
-	for _, dl := range list {
+	var failed error
+	err := r.eachDeadLetter(ctx, func(m *jetstream.RawStreamMsg) bool {
+		dl := deadLetterOf(m)
 		if id != "" && dl.EventID != id {
-			continue
+			return true
 		}
-		m, err := eng.DLQ.GetMsg(ctx, dl.Seq)
-		if err != nil {
-			return n, err
-		}
-		msg := nats.NewMsg(engine.EventSubject(m.Header.Get(headerRoomKey), dl.Event))
-		msg.Data = m.Data
-		for k, v := range m.Header {
-			switch k {
-			case engine.HeaderError, engine.HeaderAttempts, engine.HeaderOrigSeq:
-			default:
-				if !strings.HasPrefix(k, "Nats-") {
-					msg.Header[k] = v
-				}
-			}
-		}
-		// A fresh message id: the original id is still inside the dedupe
-		// window and would be dropped as a duplicate.
-		replayID := "replay/" + dl.EventID + "/" + strconv.FormatUint(dl.Seq, 10)
-		if _, err := eng.JetStream().PublishMsg(ctx, msg, jetstream.WithMsgID(replayID)); err != nil {
-			return n, err
-		}
-		if err := eng.DLQ.DeleteMsg(ctx, dl.Seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-			return n, err
+		if failed = r.replayOne(ctx, eng, m, dl); failed != nil {
+			return false
 		}
 		n++
+		return true
+	})
+	if err == nil {
+		err = failed
+	}
+	if err != nil {
+		return n, err
 	}
 	if id != "" && n == 0 {
 		return 0, fmt.Errorf("no dead letter with event id %q", id)
 	}
 	return n, nil
+}
+
+// replayOne publishes a dead letter back onto its event subject, then
+// removes it from the DLQ.
+func (r *Receiver) replayOne(ctx context.Context, eng *engine.Engine, m *jetstream.RawStreamMsg, dl DeadLetter) error {
+	msg := nats.NewMsg(engine.EventSubject(m.Header.Get(headerRoomKey), dl.Event))
+	msg.Data = m.Data
+	for k, v := range m.Header {
+		switch k {
+		case engine.HeaderError, engine.HeaderAttempts, engine.HeaderOrigSeq:
+		default:
+			if !strings.HasPrefix(k, "Nats-") {
+				msg.Header[k] = v
+			}
+		}
+	}
+	// A fresh message id: the original id is still inside the dedupe
+	// window and would be dropped as a duplicate.
+	replayID := "replay/" + dl.EventID + "/" + strconv.FormatUint(dl.Seq, 10)
+	if _, err := eng.JetStream().PublishMsg(ctx, msg, jetstream.WithMsgID(replayID)); err != nil {
+		return err
+	}
+	if err := eng.DLQ.DeleteMsg(ctx, dl.Seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return err
+	}
+	return nil
 }

@@ -48,8 +48,8 @@ const (
 	hookTimeout = time.Minute
 )
 
-func newProcessor(r *Receiver, eng *engine.Engine) (*processor, error) {
-	return &processor{r: r, eng: eng, rooms: rooms{eng.Rooms}}, nil
+func newProcessor(r *Receiver, eng *engine.Engine) *processor {
+	return &processor{r: r, eng: eng, rooms: rooms{eng.Rooms}}
 }
 
 func (p *processor) start(ctx context.Context) error {

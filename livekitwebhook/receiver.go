@@ -169,11 +169,7 @@ func (r *Receiver) start(ctx context.Context) error {
 	} else {
 		r.bodyCap.Store(r.cfg.MaxBodyBytes)
 	}
-	proc, err := newProcessor(r, eng)
-	if err != nil {
-		_ = eng.Close()
-		return err
-	}
+	proc := newProcessor(r, eng)
 	r.eng, r.proc = eng, proc
 	if err := proc.start(ctx); err != nil {
 		r.eng, r.proc = nil, nil

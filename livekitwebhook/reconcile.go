@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/livekit/protocol/livekit"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // RoomLister lists the rooms LiveKit has open; roomservice.New gives one
@@ -107,30 +106,23 @@ func (c *reconciler) pass(ctx context.Context) ReconcileStatus {
 	}
 	p := c.r.processorRef()
 	known := map[string]bool{}
-	lister, err := eng.Rooms.ListKeys(ctx)
-	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
+	cutoff := time.Now().Add(-c.minAge).UnixMilli()
+	err = p.rooms.each(ctx, func(rec *roomRecord) error {
+		known[rec.State.RoomSID] = true
+		if rec.Reported || rec.State.Finished() || open[rec.State.RoomSID] != nil || rec.FirstSeenMs > cutoff {
+			return nil
+		}
+		due := time.Now().Add(c.closeDelay).UnixMilli()
+		if err := p.scheduleTask(ctx, rec, task{Kind: taskExpire, Reason: reconcileReason, DueMs: due}); err != nil {
+			return err
+		}
+		st.Closed = append(st.Closed, rec.State.RoomSID)
+		return nil
+	})
+	if err != nil {
+		// Without the whole list "unknown" would be wrong: report the error.
 		st.Error = err.Error()
 		return st
-	}
-	cutoff := time.Now().Add(-c.minAge).UnixMilli()
-	if lister != nil {
-		for key := range lister.Keys() {
-			rec, _, err := p.rooms.get(ctx, key)
-			if err != nil || rec == nil || rec.State.RoomSID == "" {
-				continue
-			}
-			known[rec.State.RoomSID] = true
-			if rec.Reported || rec.State.Finished() || open[rec.State.RoomSID] != nil || rec.FirstSeenMs > cutoff {
-				continue
-			}
-			due := time.Now().Add(c.closeDelay).UnixMilli()
-			if err := p.scheduleTask(ctx, rec, task{Kind: taskExpire, Reason: reconcileReason, DueMs: due}); err != nil {
-				st.Error = err.Error()
-				continue
-			}
-			st.Closed = append(st.Closed, rec.State.RoomSID)
-		}
-		_ = lister.Stop()
 	}
 	for sid, room := range open {
 		if known[sid] || roomCreatedMs(room) > cutoff {

@@ -53,6 +53,33 @@ func (r rooms) get(ctx context.Context, key string) (*roomRecord, uint64, error)
 	return &rec, e.Revision(), nil
 }
 
+// each calls f for every room record (records without a room, kept only for
+// once-only hooks of roomless events, are skipped). A record deleted while
+// listing is skipped; f's error stops the walk.
+func (r rooms) each(ctx context.Context, f func(rec *roomRecord) error) error {
+	lister, err := r.kv.ListKeys(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer func() { _ = lister.Stop() }()
+	for key := range lister.Keys() {
+		rec, _, err := r.get(ctx, key)
+		if err != nil {
+			return err
+		}
+		if rec == nil || rec.State.RoomSID == "" {
+			continue
+		}
+		if err := f(rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // errConflict means another worker or replica wrote the key first: reload
 // and try again.
 var errConflict = errors.New("revision conflict")

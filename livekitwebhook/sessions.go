@@ -18,25 +18,15 @@ func (r *Receiver) ActiveSessions(ctx context.Context) ([]Session, error) {
 	if eng == nil {
 		return nil, ErrEngineUnavailable
 	}
-	lister, err := eng.Rooms.ListKeys(ctx)
-	if err != nil {
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return []Session{}, nil
-		}
-		return nil, err
-	}
-	defer func() { _ = lister.Stop() }()
-	rs := rooms{eng.Rooms}
 	out := []Session{}
-	for key := range lister.Keys() {
-		rec, _, err := rs.get(ctx, key)
-		if err != nil {
-			return nil, err
+	err := rooms{eng.Rooms}.each(ctx, func(rec *roomRecord) error {
+		if !rec.Reported {
+			out = append(out, rec.State.Session())
 		}
-		if rec == nil || rec.Reported || rec.State.RoomSID == "" {
-			continue
-		}
-		out = append(out, rec.State.Session())
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	slices.SortFunc(out, func(a, b Session) int { return b.StartedAt.Compare(a.StartedAt) })
 	return out, nil

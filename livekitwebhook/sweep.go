@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // sweep closes sessions that never got room_finished: every interval it
@@ -33,25 +31,11 @@ func every(ctx context.Context, interval time.Duration, f func()) {
 }
 
 func (p *processor) sweepOnce(ctx context.Context) error {
-	lister, err := p.eng.Rooms.ListKeys(ctx)
-	if err != nil {
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
+	deadline := time.Now().Add(-p.r.d.maxAge).UnixMilli()
+	return p.rooms.each(ctx, func(rec *roomRecord) error {
+		if rec.Reported || rec.State.Finished() || rec.FirstSeenMs > deadline {
 			return nil
 		}
-		return err
-	}
-	defer func() { _ = lister.Stop() }()
-	deadline := time.Now().Add(-p.r.d.maxAge).UnixMilli()
-	for key := range lister.Keys() {
-		rec, _, err := p.rooms.get(ctx, key)
-		if err != nil || rec == nil || rec.Reported || rec.State.RoomSID == "" || rec.State.Finished() {
-			continue
-		}
-		if rec.FirstSeenMs <= deadline {
-			if err := p.scheduleTask(ctx, rec, task{Kind: taskExpire}); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+		return p.scheduleTask(ctx, rec, task{Kind: taskExpire})
+	})
 }
