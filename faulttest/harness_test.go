@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/livekit/protocol/auth"
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/verify"
 )
 
 // Signing key of every test: the secret is long enough for livekit-server.
@@ -435,11 +433,7 @@ func signedRequest(t *testing.T, url string, body []byte) *http.Request {
 // signBody returns the JWT LiveKit puts in Authorization for body.
 func signBody(t *testing.T, body []byte) string {
 	t.Helper()
-	sum := sha256.Sum256(body)
-	tok, err := auth.NewAccessToken(apiKey, apiSecret).
-		SetValidFor(time.Minute).
-		SetSha256(base64.StdEncoding.EncodeToString(sum[:])).
-		ToJWT()
+	tok, err := verify.Sign(apiKey, apiSecret, body, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,6 @@ package livekitwebhook
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/livekit/protocol/auth"
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/verify"
+
 	"github.com/livekit/protocol/livekit"
 	"github.com/livekit/protocol/utils/protojson"
 )
@@ -70,9 +69,7 @@ func startReceiver(t testing.TB, cfg Config, opts ...Option) *testReceiver {
 // sign makes a LiveKit webhook token for body, as the notifier does.
 func sign(t testing.TB, key, secret string, body []byte, validFor time.Duration) string {
 	t.Helper()
-	sum := sha256.Sum256(body)
-	tok, err := auth.NewAccessToken(key, secret).SetValidFor(validFor).
-		SetSha256(base64.StdEncoding.EncodeToString(sum[:])).ToJWT()
+	tok, err := verify.Sign(key, secret, body, validFor)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,74 +1,25 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/livekit/protocol/auth"
+	"github.com/beluga-ai-contrib/beluga-livekit/examples/internal/exampletest"
+
 	"github.com/livekit/protocol/livekit"
-	"google.golang.org/protobuf/encoding/protojson"
 )
 
-// syncBuffer is a bytes.Buffer safe for the test and run's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// Shared with the other examples' tests.
+type syncBuffer = exampletest.SyncBuffer
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+var postSigned = exampletest.PostSigned
 
 func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
-
-// postSigned signs ev as LiveKit does and posts it.
-func postSigned(t *testing.T, url, key, secret string, ev *livekit.WebhookEvent) int {
-	t.Helper()
-	body, err := protojson.Marshal(ev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(body)
-	tok, err := auth.NewAccessToken(key, secret).SetValidFor(5 * time.Minute).
-		SetSha256(base64.StdEncoding.EncodeToString(sum[:])).ToJWT()
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/webhook+json")
-	req.Header.Set("Authorization", tok)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = res.Body.Close()
-	return res.StatusCode
+	exampletest.WaitFor(t, 15*time.Second, what, cond)
 }
 
 func TestRun(t *testing.T) {
