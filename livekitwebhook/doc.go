@@ -10,6 +10,9 @@
 // 401 with a reason per failure, 400 for a malformed event, and 503 with
 // Retry-After when the store is unavailable so that LiveKit retries.
 // Duplicate deliveries (same event id) are answered 200 and stored once.
+// Concurrent requests share one durable write to a journal (group commit);
+// a distributor then moves each event to the events stream, which
+// deduplicates by event id across replicas and restarts.
 //
 // A processor consumes the stored events, folds them into one session per
 // room sid with a pure state machine (internal/lifecycle) that gives the

@@ -152,9 +152,18 @@ const maxFinalizeWait = 2 * time.Minute
 var errEventsPending = errors.New("stored events of the room are not applied yet")
 
 // allApplied reads back every stored event of the room and checks that the
-// state has applied each. The grace period covers events still in flight
+// state has applied each (after the journal has handed on every event
+// accepted before the report was due). The grace period covers events still in flight
 // from LiveKit; this covers events already stored but not yet processed.
 func (p *processor) allApplied(ctx context.Context, t task) error {
+	// Events accepted before the report was due may still be in the
+	// journal, on their way to the events stream.
+	if held, err := p.eng.JournalHolds(ctx, time.UnixMilli(t.DueMs)); err != nil || held {
+		if err == nil {
+			err = errEventsPending
+		}
+		return err
+	}
 	rec, _, err := p.rooms.get(ctx, t.Key)
 	if err != nil || rec == nil || rec.Reported {
 		return err

@@ -30,8 +30,9 @@ const legacySignatureHeader = "X-LiveKit-Signature"
 
 var decodeOpts = protojson.UnmarshalOptions{DiscardUnknown: true}
 
-// ServeHTTP is the webhook intake. It answers 200 only once the event is
-// durably stored (or was already stored, or is not subscribed), 503 with
+// ServeHTTP is the webhook intake. It answers 200 (no body; the outcome in
+// the Lkwh-Outcome header) only once the event is durably stored (or was
+// already stored, or is not subscribed), 503 with
 // Retry-After when it cannot store, and a typed 4xx for everything else.
 func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
@@ -62,9 +63,19 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if ev.CreatedAt > 0 {
 		r.tel.deliveryLag.Record(ctx, time.Since(time.Unix(ev.CreatedAt, 0)).Seconds())
 	}
-	w.Header().Set("Content-Type", "application/json")
+	// No body: LiveKit's sender closes the answer unread, and Go's client
+	// only reuses a connection whose body was read to the end.
+	w.Header()[HeaderOutcome] = outcomeValues[outcome]
 	w.WriteHeader(http.StatusOK)
-	fmt.Fprintf(w, `{"status":%q,"id":%q}`+"\n", outcome, ev.Id)
+}
+
+// HeaderOutcome is the header of a 2xx answer that says what intake did:
+// "accepted", "duplicate" (stored before) or "ignored" (not subscribed).
+const HeaderOutcome = "Lkwh-Outcome"
+
+// outcomeValues are the header values, shared to spare an allocation per answer.
+var outcomeValues = map[string][]string{
+	"accepted": {"accepted"}, "duplicate": {"duplicate"}, "ignored": {"ignored"},
 }
 
 // intake runs the checks in order and stores the event. outcome is
@@ -111,9 +122,7 @@ func (r *Receiver) intake(ctx context.Context, w http.ResponseWriter, req *http.
 	if sid := lifecycle.RoomSID(ev); sid != "" {
 		hdr.Set(headerRoomSID, sid)
 	}
-	actx, cancel := context.WithTimeout(ctx, r.d.accept)
-	defer cancel()
-	dup, err := eng.Accept(actx, engine.Accepted{ID: id, Room: room, Event: ev.Event, Body: body, Header: hdr})
+	dup, err := eng.Accept(ctx, engine.Accepted{ID: id, Room: room, Event: ev.Event, Body: body, Header: hdr})
 	if errors.Is(err, engine.ErrTooLarge) {
 		return ev, "", fmt.Errorf("%w: %v", ErrBodyTooLarge, err)
 	}

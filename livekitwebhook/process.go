@@ -106,6 +106,22 @@ func (p *processor) start(ctx context.Context) error {
 		return fmt.Errorf("livekitwebhook: consume tasks: %w", err)
 	}
 	p.consume = append(p.consume, fc)
+	dc, err := p.eng.StartDistributor(runCtx, engine.DistributeOptions{
+		Yield: p.yieldToIntake,
+		Duplicate: func(engine.Accepted) {
+			p.r.tel.duplicates.Add(runCtx, 1, label("stage", "store"))
+		},
+		Failed: func(err error) {
+			p.r.log.Warn("journal distribution failed, will retry", "error", err.Error())
+		},
+	})
+	if err != nil {
+		cc.Stop()
+		fc.Stop()
+		p.stopWorkers()
+		return fmt.Errorf("livekitwebhook: %w", err)
+	}
+	p.consume = append(p.consume, dc)
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()

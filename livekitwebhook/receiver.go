@@ -154,6 +154,7 @@ func (r *Receiver) start(ctx context.Context) error {
 		DataDir:         r.cfg.DataDir,
 		Replicas:        r.cfg.Replicas,
 		DedupeWindow:    r.d.dedupe,
+		AcceptBound:     r.d.accept,
 		Logger:          r.log,
 		MaxMessageBytes: r.cfg.MaxBodyBytes,
 	})

@@ -43,7 +43,7 @@ type telemetry struct {
 
 	requests      metric.Int64Counter     // by event, outcome
 	refusals      metric.Int64Counter     // by reason
-	duplicates    metric.Int64Counter     // by stage (intake, process)
+	duplicates    metric.Int64Counter     // by stage (intake, store, process)
 	acceptLatency metric.Float64Histogram // seconds
 	procLatency   metric.Float64Histogram // seconds
 	deliveryLag   metric.Float64Histogram // seconds, now - createdAt

@@ -530,7 +530,9 @@ func waitProcessed(ctx context.Context, recv *livekitwebhook.Receiver, bound tim
 		if eng == nil {
 			return 0, errors.New("receiver stopped")
 		}
-		if c, err := eng.Events.Consumer(ctx, engine.ConsumerProcessor); err == nil {
+		if n, err := eng.JournalBacklog(ctx); err != nil || n > 0 {
+			// still being handed on to the events stream
+		} else if c, err := eng.Events.Consumer(ctx, engine.ConsumerProcessor); err == nil {
 			if info, err := c.Info(ctx); err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
 				return time.Since(start), nil
 			}

@@ -22,6 +22,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/verify"
+	"github.com/beluga-ai-contrib/beluga-livekit/livekitwebhook"
 )
 
 const (
@@ -36,7 +37,8 @@ const sendUsage = `usage: lkwebhook send EVENT --room NAME [flags]
 
 Builds a LiveKit webhook event, signs it exactly as livekit-server does
 (raw HS256 JWT in Authorization, sha256 claim over the body) and posts it.
-Prints the answer's status line and body; exits 0 on 2xx, 1 otherwise.
+Prints the answer's status line, its outcome (Lkwh-Outcome: accepted,
+duplicate or ignored) and any body; exits 0 on 2xx, 1 otherwise.
 
 Events: room_started room_finished participant_joined participant_left
 participant_connection_aborted track_published track_unpublished
@@ -170,6 +172,9 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	fmt.Fprintf(stdout, "%s %s\n", resp.Proto, resp.Status)
+	if o := resp.Header.Get(livekitwebhook.HeaderOutcome); o != "" {
+		fmt.Fprintf(stdout, "%s: %s\n", livekitwebhook.HeaderOutcome, o)
+	}
 	if len(answer) > 0 {
 		stdout.Write(answer)
 		if answer[len(answer)-1] != '\n' {

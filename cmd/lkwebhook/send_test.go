@@ -26,11 +26,11 @@ func TestSendToRealReceiver(t *testing.T) {
 	url := srv.URL + "/voice/livekit/webhooks"
 
 	code, out, _ := runCLI(t, "send", "room_started", "--url", url, "--room", "call-1", "--id", "EV_sendtest0001")
-	if code != 0 || !strings.Contains(out, "200 OK") || !strings.Contains(out, `"status":"accepted"`) {
+	if code != 0 || !strings.Contains(out, "200 OK") || !strings.Contains(out, "Lkwh-Outcome: accepted") {
 		t.Fatalf("room_started: exit %d\n%s", code, out)
 	}
 	code, out, _ = runCLI(t, "send", "room_started", "--url", url, "--room", "call-1", "--id", "EV_sendtest0001")
-	if code != 0 || !strings.Contains(out, `"status":"duplicate"`) {
+	if code != 0 || !strings.Contains(out, "Lkwh-Outcome: duplicate") {
 		t.Fatalf("duplicate: exit %d\n%s", code, out)
 	}
 	// Flags before the event name work too; the sids are derived, so these
@@ -84,8 +84,13 @@ func TestSendToRealReceiver(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, _ = runCLI(t, "send", "--url", url, "--body-file", f)
-	if code != 0 || !strings.Contains(out, `"id":"EV_bodyfile0001"`) {
+	if code != 0 || !strings.Contains(out, "Lkwh-Outcome: accepted") {
 		t.Fatalf("body file: exit %d\n%s", code, out)
+	}
+	// Its own id (EV_bodyfile0001) was kept: the same file again is a duplicate.
+	code, out, _ = runCLI(t, "send", "--url", url, "--body-file", f)
+	if code != 0 || !strings.Contains(out, "Lkwh-Outcome: duplicate") {
+		t.Fatalf("body file again: exit %d\n%s", code, out)
 	}
 }
 

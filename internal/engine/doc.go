@@ -3,9 +3,16 @@
 // install) or an external NATS/JetStream deployment reached by URL. Both take
 // the same code path once connected.
 //
+// Intake writes to a journal, not to the events stream: concurrent requests
+// share one durable write (group commit, see Accept), which is what lets an
+// answer to LiveKit cost little more than verifying it. The distributor then
+// moves each event into the events stream, where its id deduplicates it
+// across replicas and restarts.
+//
 // It owns the names and shapes of every stream, KV bucket and consumer, so
 // the rest of the module never spells a subject by hand:
 //
+//	LKWH_INTAKE   lkwh.intake             the journal: envelopes of accepted webhooks (work queue)
 //	LKWH_EVENTS   lkwh.events.<room>.<event>  accepted webhooks, deduplicated by event id
 //	LKWH_TASKS    lkwh.tasks.<kind>.<sid> finalize timers (work queue)
 //	LKWH_REPORTS  lkwh.reports.<session>  final session reports for downstream consumers

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -38,6 +39,8 @@ type Config struct {
 	// server's max payload is raised to fit it (plus headers). An external
 	// server's own max_payload is reported by MaxPayload.
 	MaxMessageBytes int64
+	// AcceptBound bounds Accept: past it the event is refused (default 5s).
+	AcceptBound time.Duration
 	// Name identifies the connection (shown by nats-server).
 	Name   string
 	Logger *slog.Logger
@@ -55,6 +58,9 @@ func (c *Config) defaults() {
 	}
 	if c.ReportRetention <= 0 {
 		c.ReportRetention = 30 * 24 * time.Hour
+	}
+	if c.AcceptBound <= 0 {
+		c.AcceptBound = 5 * time.Second
 	}
 	if c.DataDir == "" {
 		c.DataDir = "./data"
@@ -74,15 +80,21 @@ type Engine struct {
 	nc  *nats.Conn
 	js  jetstream.JetStream
 
-	Events, Tasks, Reports, DLQ jetstream.Stream
-	Rooms, Names, ReportKV      jetstream.KeyValue
-	Beluga                      jetstream.KeyValue
+	Journal, Events, Tasks, Reports, DLQ jetstream.Stream
+	Rooms, Names, ReportKV               jetstream.KeyValue
+	Beluga                               jetstream.KeyValue
+
+	queue     chan *pending // Accept -> committers
+	stop      chan struct{} // closed by Close
+	wg        sync.WaitGroup
+	recent    *recentIDs
+	closeOnce sync.Once
 }
 
 // Open starts (or connects to) JetStream and provisions streams and buckets.
 func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	cfg.defaults()
-	e := &Engine{cfg: cfg}
+	e := &Engine{cfg: cfg, queue: make(chan *pending, 1024), stop: make(chan struct{}), recent: newRecentIDs(recentIDsRemembered)}
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(-1),
@@ -130,6 +142,10 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if err != nil {
 		_ = e.Close()
 		return nil, err
+	}
+	for range committers {
+		e.wg.Add(1)
+		go e.commitLoop()
 	}
 	return e, nil
 }
@@ -184,6 +200,12 @@ func (e *Engine) provision(ctx context.Context) error {
 		dst *jetstream.Stream
 		cfg jetstream.StreamConfig
 	}{
+		// The journal keeps an envelope until the distributor has moved
+		// its events: no age or size limit may drop one.
+		{&e.Journal, jetstream.StreamConfig{
+			Name: StreamJournal, Subjects: []string{SubjectJournal},
+			Storage: jetstream.FileStorage, Replicas: r, Retention: jetstream.WorkQueuePolicy,
+		}},
 		{&e.Events, jetstream.StreamConfig{
 			Name: StreamEvents, Subjects: []string{SubjectEventsAll},
 			Storage: jetstream.FileStorage, Replicas: r, Retention: jetstream.LimitsPolicy,
@@ -271,6 +293,8 @@ func (e *Engine) Ready() bool { return e != nil && e.nc != nil && e.nc.IsConnect
 // Close drains nothing: in-flight publishes have their own contexts. It
 // closes the connection, then stops an embedded server.
 func (e *Engine) Close() error {
+	e.closeOnce.Do(func() { close(e.stop) })
+	e.wg.Wait()
 	if e.nc != nil {
 		e.nc.Close()
 	}

@@ -4,6 +4,7 @@ import "strings"
 
 // Stream, bucket and consumer names. Subjects are built by the helpers below.
 const (
+	StreamJournal = "LKWH_INTAKE"
 	StreamEvents  = "LKWH_EVENTS"
 	StreamTasks   = "LKWH_TASKS"
 	StreamReports = "LKWH_REPORTS"
@@ -14,9 +15,11 @@ const (
 	BucketReports = "lkwh_reports"
 	BucketBeluga  = "lkwh_beluga"
 
-	ConsumerProcessor = "lkwh-processor"
-	ConsumerFinalizer = "lkwh-finalizer"
+	ConsumerDistributor = "lkwh-distributor"
+	ConsumerProcessor   = "lkwh-processor"
+	ConsumerFinalizer   = "lkwh-finalizer"
 
+	SubjectJournal    = "lkwh.intake"
 	SubjectEventsAll  = "lkwh.events.>"
 	SubjectTasksAll   = "lkwh.tasks.>"
 	SubjectReportsAll = "lkwh.reports.>"
