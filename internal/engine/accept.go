@@ -31,6 +31,7 @@ type Accepted struct {
 const (
 	committers          = 1
 	maxEnvelopeEntries  = 256
+	attemptBound        = time.Second
 	recentIDsRemembered = 1 << 14
 )
 
@@ -159,18 +160,29 @@ func (e *Engine) commit(buf []byte, batch []*pending) []byte {
 	return buf
 }
 
-// publishJournal writes one envelope, retrying within ctx while a cluster
-// elects a stream leader ("no responders" for a few seconds).
+// publishJournal writes one envelope. Each attempt is bounded by
+// attemptBound: a write sent just as the connection dropped, or to a server
+// still recovering its streams, gets no answer at all, and waiting for the
+// whole bound would hold every later envelope back. A cluster electing a
+// stream leader answers "no responders" for a few seconds. Both are retried
+// within ctx; a repeated envelope only repeats event ids, which the events
+// stream drops.
 func (e *Engine) publishJournal(ctx context.Context, data []byte) error {
 	msg := &nats.Msg{Subject: SubjectJournal, Data: data}
-	_, err := e.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(StreamJournal))
+	attempt := func() error {
+		actx, cancel := context.WithTimeout(ctx, attemptBound)
+		defer cancel()
+		_, err := e.js.PublishMsg(actx, msg, jetstream.WithExpectStream(StreamJournal))
+		return err
+	}
+	err := attempt()
 	for err != nil && Transient(err) && ctx.Err() == nil && e.Ready() {
 		select {
 		case <-ctx.Done():
 		case <-e.stop:
 			return ErrUnavailable
-		case <-time.After(100 * time.Millisecond):
-			_, err = e.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(StreamJournal))
+		case <-time.After(50 * time.Millisecond):
+			err = attempt()
 		}
 	}
 	if errors.Is(err, nats.ErrMaxPayload) {
