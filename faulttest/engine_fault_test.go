@@ -162,7 +162,8 @@ func runEngineOutage(t *testing.T, sig syscall.Signal) {
 	// Outage.
 	n.kill(sig)
 	down := time.Now()
-	t.Logf("nats-server stopped with %v at %d/%d reported events (%s into the burst)", sig, b.done.Load(), b.total, time.Since(burstStart).Round(time.Millisecond))
+	doneAtDown := b.done.Load()
+	t.Logf("nats-server stopped with %v at %d/%d reported events (%s into the burst)", sig, doneAtDown, b.total, time.Since(burstStart).Round(time.Millisecond))
 	unhealthy := s.waitHealth(t, http.StatusServiceUnavailable, 10*time.Second)
 	t.Logf("/healthz 503 %s after the stop", unhealthy.Round(time.Millisecond))
 
@@ -215,9 +216,15 @@ func runEngineOutage(t *testing.T, sig syscall.Signal) {
 		t.Errorf("the notifier lost events:\n%s", detail)
 	}
 	// The notifier really met the outage: intake refused with 503 and the
-	// retries landed (every event above was reported sent).
-	if n, err := s.metric("livekitwebhook_refusals_total", `reason="engine_unavailable"`); err != nil || n < 2 {
-		t.Errorf("engine_unavailable refusals: %v (err %v), want the probe and some notifier attempts", n, err)
+	// retries landed (every event above was reported sent). A graceful stop
+	// (SIGTERM) can take long enough for a fast intake to take the whole
+	// burst first; then only the probe met it.
+	want := 2.0
+	if doneAtDown >= int64(b.total) {
+		want = 1
+	}
+	if n, err := s.metric("livekitwebhook_refusals_total", `reason="engine_unavailable"`); err != nil || n < want {
+		t.Errorf("engine_unavailable refusals: %v (err %v), want at least %v (the probe and, if the burst was not over, notifier attempts)", n, err, want)
 	} else {
 		t.Logf("intake refused %v requests with 503 engine_unavailable during the outage", n)
 	}
