@@ -172,6 +172,8 @@ func (r *Receiver) start(ctx context.Context) error {
 	}
 	proc := newProcessor(r, eng)
 	r.eng, r.proc = eng, proc
+	backlog := r.backlog
+	r.tel.backlogOf.Store(&backlog)
 	if err := proc.start(ctx); err != nil {
 		r.eng, r.proc = nil, nil
 		_ = eng.Close()
@@ -241,3 +243,28 @@ func (r *Receiver) engine() *engine.Engine {
 
 // Engine exposes the engine for the CLI and tests of this module.
 func (r *Receiver) Engine() *engine.Engine { return r.engine() }
+
+// backlog is what the engine holds that is accepted but not done: journal
+// envelopes not yet handed on, stored events not yet applied. ok is false
+// when the engine cannot say (stopped, unreachable).
+func (r *Receiver) backlog(ctx context.Context) (journal, events int64, ok bool) {
+	eng := r.engine()
+	if eng == nil {
+		return 0, 0, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	j, err := eng.JournalBacklog(ctx)
+	if err != nil {
+		return 0, 0, false
+	}
+	c, err := eng.Events.Consumer(ctx, engine.ConsumerProcessor)
+	if err != nil {
+		return 0, 0, false
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return 0, 0, false
+	}
+	return int64(j), int64(info.NumPending) + int64(info.NumAckPending), true
+}

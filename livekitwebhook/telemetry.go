@@ -58,6 +58,11 @@ type telemetry struct {
 
 	reconcileClosed  metric.Int64Counter
 	reconcileUnknown metric.Int64Gauge
+
+	// backlog is observed when metrics are collected, through backlogOf
+	// (set once the engine runs).
+	backlog   metric.Int64ObservableGauge
+	backlogOf atomic.Pointer[func(context.Context) (journal, events int64, ok bool)]
 }
 
 func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, prop propagation.TextMapPropagator) (*telemetry, error) {
@@ -142,6 +147,26 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, prop propaga
 	})
 	try(func() (e error) {
 		t.reconcileUnknown, e = m.Int64Gauge("livekitwebhook.reconcile.unknown_rooms", metric.WithDescription("Rooms LiveKit lists that the receiver never heard of, at the last pass."))
+		return
+	})
+	try(func() (e error) {
+		t.backlog, e = m.Int64ObservableGauge("livekitwebhook.backlog",
+			metric.WithDescription("Accepted but not yet done: journal envelopes not yet handed on (stage journal), stored events not yet applied (stage events)."))
+		if e != nil {
+			return e
+		}
+		journal, events := label("stage", "journal"), label("stage", "events")
+		_, e = m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+			f := t.backlogOf.Load()
+			if f == nil {
+				return nil
+			}
+			if j, ev, ok := (*f)(ctx); ok {
+				o.ObserveInt64(t.backlog, j, journal)
+				o.ObserveInt64(t.backlog, ev, events)
+			}
+			return nil
+		}, t.backlog)
 		return
 	})
 	return t, err

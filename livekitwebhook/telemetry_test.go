@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -197,4 +198,55 @@ func TestTracesMetricsLogs(t *testing.T) {
 			t.Errorf("metric %s not recorded", n)
 		}
 	}
+}
+
+// backlogGauge reads livekitwebhook.backlog for one stage (-1: not observed).
+func backlogGauge(t *testing.T, reader *sdkmetric.ManualReader, stage string) int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if d, ok := m.Data.(metricdata.Gauge[int64]); ok && m.Name == "livekitwebhook.backlog" {
+				for _, dp := range d.DataPoints {
+					if v, _ := dp.Attributes.Value("stage"); v.AsString() == stage {
+						return dp.Value
+					}
+				}
+			}
+		}
+	}
+	return -1
+}
+
+// The backlog gauge shows stored events a blocked hook holds, and goes back
+// to zero once they are applied.
+func TestBacklogGauge(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	release := make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	block := Hooks{OnRoomStarted: func(ctx context.Context, _ *livekit.WebhookEvent, _ Session) error {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	}}
+	tr := startReceiver(t, testConfig(t), WithHooks(block), WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
+	now := time.Now().Unix()
+	for i := range 3 {
+		ev := roomEvent(fmt.Sprintf("EV_backlog%05d", i), "room_started", fmt.Sprintf("backlog-%d", i), fmt.Sprintf("RM_backlog%d", i), now)
+		if code, resp := postEvent(t, tr.url, ev); code != 200 {
+			t.Fatalf("post: %d %s", code, resp)
+		}
+	}
+	eventually(t, 10*time.Second, "3 events held by the hook", func() bool { return backlogGauge(t, reader, "events") == 3 })
+	if got := backlogGauge(t, reader, "journal"); got != 0 {
+		t.Fatalf("journal backlog %d, want 0 (all handed on)", got)
+	}
+	once.Do(func() { close(release) })
+	eventually(t, 10*time.Second, "backlog back to 0", func() bool { return backlogGauge(t, reader, "events") == 0 })
 }
