@@ -22,12 +22,13 @@ type Accepted struct {
 	Header nats.Header // trace context and anything else to carry along
 }
 
-// Group commit: every durable JetStream write costs the same whatever its
+// Group commit: a durable JetStream write costs nearly the same whatever its
 // size (about 30 µs of CPU for a small one), so concurrent requests are
 // written together. A committer takes the first waiting event, adds every
 // other one already waiting, and writes them as one journal envelope; events
 // arriving meanwhile form the next. Nothing waits for a timer: a lone event
-// is written at once.
+// is written at once. One committer makes the largest envelopes (a second
+// one measured no faster).
 const (
 	committers          = 1
 	maxEnvelopeEntries  = 256
