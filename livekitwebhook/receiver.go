@@ -172,7 +172,7 @@ func (r *Receiver) start(ctx context.Context) error {
 	}
 	proc := newProcessor(r, eng)
 	r.eng, r.proc = eng, proc
-	backlog := r.backlog
+	backlog := r.Backlog
 	r.tel.backlogOf.Store(&backlog)
 	if err := proc.start(ctx); err != nil {
 		r.eng, r.proc = nil, nil
@@ -244,27 +244,25 @@ func (r *Receiver) engine() *engine.Engine {
 // Engine exposes the engine for the CLI and tests of this module.
 func (r *Receiver) Engine() *engine.Engine { return r.engine() }
 
-// backlog is what the engine holds that is accepted but not done: journal
-// envelopes not yet handed on, stored events not yet applied. ok is false
-// when the engine cannot say (stopped, unreachable).
-func (r *Receiver) backlog(ctx context.Context) (journal, events int64, ok bool) {
+// Backlog is what the engine holds that is accepted but not done: journal
+// envelopes not yet handed on to the events stream, and stored events not
+// yet applied. Both drain to zero within seconds of a burst.
+func (r *Receiver) Backlog(ctx context.Context) (journal, events int64, err error) {
 	eng := r.engine()
 	if eng == nil {
-		return 0, 0, false
+		return 0, 0, ErrEngineUnavailable
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
 	j, err := eng.JournalBacklog(ctx)
 	if err != nil {
-		return 0, 0, false
+		return 0, 0, err
 	}
 	c, err := eng.Events.Consumer(ctx, engine.ConsumerProcessor)
 	if err != nil {
-		return 0, 0, false
+		return 0, 0, err
 	}
 	info, err := c.Info(ctx)
 	if err != nil {
-		return 0, 0, false
+		return 0, 0, err
 	}
-	return int64(j), int64(info.NumPending) + int64(info.NumAckPending), true
+	return int64(j), int64(info.NumPending) + int64(info.NumAckPending), nil
 }

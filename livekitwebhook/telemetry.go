@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -62,7 +63,7 @@ type telemetry struct {
 	// backlog is observed when metrics are collected, through backlogOf
 	// (set once the engine runs).
 	backlog   metric.Int64ObservableGauge
-	backlogOf atomic.Pointer[func(context.Context) (journal, events int64, ok bool)]
+	backlogOf atomic.Pointer[func(context.Context) (journal, events int64, err error)]
 }
 
 func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, prop propagation.TextMapPropagator) (*telemetry, error) {
@@ -161,7 +162,9 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, prop propaga
 			if f == nil {
 				return nil
 			}
-			if j, ev, ok := (*f)(ctx); ok {
+			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			if j, ev, err := (*f)(ctx); err == nil { // unknown: no data point
 				o.ObserveInt64(t.backlog, j, journal)
 				o.ObserveInt64(t.backlog, ev, events)
 			}

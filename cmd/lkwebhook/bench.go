@@ -24,7 +24,6 @@ import (
 	"github.com/livekit/protocol/livekit"
 	"github.com/livekit/protocol/webhook"
 
-	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/verify"
 	"github.com/beluga-ai-contrib/beluga-livekit/livekitwebhook"
 )
@@ -526,16 +525,12 @@ func waitProcessed(ctx context.Context, recv *livekitwebhook.Receiver, bound tim
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	for {
-		eng := recv.Engine()
-		if eng == nil {
+		journal, events, err := recv.Backlog(ctx)
+		if errors.Is(err, livekitwebhook.ErrEngineUnavailable) {
 			return 0, errors.New("receiver stopped")
 		}
-		if n, err := eng.JournalBacklog(ctx); err != nil || n > 0 {
-			// still being handed on to the events stream
-		} else if c, err := eng.Events.Consumer(ctx, engine.ConsumerProcessor); err == nil {
-			if info, err := c.Info(ctx); err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
-				return time.Since(start), nil
-			}
+		if err == nil && journal == 0 && events == 0 {
+			return time.Since(start), nil
 		}
 		select {
 		case <-ctx.Done():
