@@ -30,17 +30,7 @@ type DeadLetter struct {
 // write fails the message is nak'ed: nothing is dropped silently.
 func (p *processor) deadLetter(ctx context.Context, msg jetstream.Msg, ev *livekit.WebhookEvent, id string, cause error, attempt int) {
 	name := msg.Headers().Get(engine.HeaderEvent)
-	dl := nats.NewMsg(engine.DLQSubject(name))
-	dl.Data = msg.Data()
-	for k, v := range msg.Headers() {
-		// Nats-* headers (message id, expected stream) belong to the
-		// original publish and would make this one fail or dedupe.
-		if !strings.HasPrefix(k, "Nats-") {
-			dl.Header[k] = v
-		}
-	}
-	dl.Header.Set(engine.HeaderError, cause.Error())
-	dl.Header.Set(engine.HeaderAttempts, strconv.Itoa(attempt))
+	dl := engine.DeadLetterMsg(name, msg.Data(), msg.Headers(), cause, attempt)
 	dedupe := "dlq/" + id
 	if md, err := msg.Metadata(); err == nil {
 		dl.Header.Set(engine.HeaderOrigSeq, strconv.FormatUint(md.Sequence.Stream, 10))

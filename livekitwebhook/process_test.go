@@ -335,17 +335,11 @@ func TestUnmappedRoomTracked(t *testing.T) {
 // gaugeSum sums an up-down counter's data points.
 func gaugeSum(t *testing.T, reader *sdkmetric.ManualReader, name string) int64 {
 	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
 	var sum int64
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if d, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == name {
-				for _, dp := range d.DataPoints {
-					sum += dp.Value
-				}
+	for _, m := range collectMetrics(t, reader) {
+		if d, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == name {
+			for _, dp := range d.DataPoints {
+				sum += dp.Value
 			}
 		}
 	}

@@ -260,9 +260,6 @@ func (r *Receiver) Backlog(ctx context.Context) (journal, events int64, err erro
 	if err != nil {
 		return 0, 0, err
 	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return 0, 0, err
-	}
+	info := c.CachedInfo() // fetched by the lookup just now
 	return int64(j), int64(info.NumPending) + int64(info.NumAckPending), nil
 }

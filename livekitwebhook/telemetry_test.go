@@ -160,23 +160,17 @@ func TestTracesMetricsLogs(t *testing.T) {
 		t.Error("log lines carry no trace id")
 	}
 
-	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
 	sums := map[string]int64{}
 	names := map[string]bool{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			names[m.Name] = true
-			if d, ok := m.Data.(metricdata.Sum[int64]); ok {
-				for _, dp := range d.DataPoints {
-					key := m.Name
-					for _, kv := range dp.Attributes.ToSlice() {
-						key += "," + string(kv.Key) + "=" + kv.Value.Emit()
-					}
-					sums[key] += dp.Value
+	for _, m := range collectMetrics(t, reader) {
+		names[m.Name] = true
+		if d, ok := m.Data.(metricdata.Sum[int64]); ok {
+			for _, dp := range d.DataPoints {
+				key := m.Name
+				for _, kv := range dp.Attributes.ToSlice() {
+					key += "," + string(kv.Key) + "=" + kv.Value.Emit()
 				}
+				sums[key] += dp.Value
 			}
 		}
 	}
@@ -203,17 +197,11 @@ func TestTracesMetricsLogs(t *testing.T) {
 // backlogGauge reads livekitwebhook.backlog for one stage (-1: not observed).
 func backlogGauge(t *testing.T, reader *sdkmetric.ManualReader, stage string) int64 {
 	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if d, ok := m.Data.(metricdata.Gauge[int64]); ok && m.Name == "livekitwebhook.backlog" {
-				for _, dp := range d.DataPoints {
-					if v, _ := dp.Attributes.Value("stage"); v.AsString() == stage {
-						return dp.Value
-					}
+	for _, m := range collectMetrics(t, reader) {
+		if d, ok := m.Data.(metricdata.Gauge[int64]); ok && m.Name == "livekitwebhook.backlog" {
+			for _, dp := range d.DataPoints {
+				if v, _ := dp.Attributes.Value("stage"); v.AsString() == stage {
+					return dp.Value
 				}
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -121,15 +122,7 @@ func eventMsg(a Accepted) *nats.Msg {
 
 // deadLetter stores an event the events stream refused in the DLQ.
 func (e *Engine) deadLetter(ctx context.Context, a Accepted, cause error, o DistributeOptions) error {
-	msg := eventMsg(a)
-	msg.Subject = DLQSubject(a.Event)
-	for k := range msg.Header {
-		if strings.HasPrefix(k, "Nats-") {
-			delete(msg.Header, k)
-		}
-	}
-	msg.Header.Set(HeaderError, cause.Error())
-	msg.Header.Set(HeaderAttempts, "1")
+	msg := DeadLetterMsg(a.Event, a.Body, a.Header, cause, 1)
 	var opts []jetstream.PublishOpt
 	if a.ID != "" { // a retried envelope dead-letters its event once
 		opts = append(opts, jetstream.WithMsgID("dlq/journal/"+a.ID))
@@ -160,4 +153,21 @@ func (e *Engine) JournalBacklog(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	return info.State.Msgs, nil
+}
+
+// DeadLetterMsg is the DLQ message of an event: its body and headers, with
+// its last error and attempts. Nats-* headers (message id, expected stream)
+// belong to the original publish and would make this one fail or dedupe.
+func DeadLetterMsg(event string, body []byte, hdr nats.Header, cause error, attempts int) *nats.Msg {
+	msg := nats.NewMsg(DLQSubject(event))
+	msg.Data = body
+	for k, v := range hdr {
+		if !strings.HasPrefix(k, "Nats-") {
+			msg.Header[k] = v
+		}
+	}
+	msg.Header.Set(HeaderEvent, event)
+	msg.Header.Set(HeaderError, cause.Error())
+	msg.Header.Set(HeaderAttempts, strconv.Itoa(attempts))
+	return msg
 }
