@@ -36,8 +36,8 @@ var decodeOpts = protojson.UnmarshalOptions{DiscardUnknown: true}
 // Retry-After when it cannot store, and a typed 4xx for everything else.
 func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
-	r.inflight.Add(1)
-	defer r.inflight.Add(-1)
+	r.answering.enter()
+	defer r.answering.leave()
 	ctx := r.tel.propagator.Extract(req.Context(), propagation.HeaderCarrier(req.Header))
 	ctx, span := r.tel.tracer.Start(ctx, spanReceive, trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(attribute.String(attrOpName, spanReceive)))
@@ -97,6 +97,11 @@ func (r *Receiver) intake(ctx context.Context, w http.ResponseWriter, req *http.
 	if err != nil {
 		return nil, "", err
 	}
+	// From here on only CPU work is left: announce the event, so that the
+	// engine may write it together with its neighbours (engine.Arrival).
+	eng := r.engine()
+	arrival := eng.Expect()
+	defer arrival.Withdraw()
 	ev, err := r.verifyAndDecode(req.Header.Get("Authorization"), req.Header.Get(legacySignatureHeader), body)
 	if err != nil {
 		return ev, "", err
@@ -110,7 +115,6 @@ func (r *Receiver) intake(ctx context.Context, w http.ResponseWriter, req *http.
 		sum := sha256.Sum256(body)
 		id = "body-" + hex.EncodeToString(sum[:16])
 	}
-	eng := r.engine()
 	if eng == nil {
 		return ev, "", ErrEngineUnavailable
 	}
@@ -122,7 +126,7 @@ func (r *Receiver) intake(ctx context.Context, w http.ResponseWriter, req *http.
 	if sid := lifecycle.RoomSID(ev); sid != "" {
 		hdr.Set(headerRoomSID, sid)
 	}
-	dup, err := eng.Accept(ctx, engine.Accepted{ID: id, Room: room, Event: ev.Event, Body: body, Header: hdr})
+	dup, err := arrival.Accept(ctx, engine.Accepted{ID: id, Room: room, Event: ev.Event, Body: body, Header: hdr})
 	if errors.Is(err, engine.ErrTooLarge) {
 		return ev, "", fmt.Errorf("%w: %v", ErrBodyTooLarge, err)
 	}

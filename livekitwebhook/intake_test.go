@@ -206,6 +206,9 @@ func TestRefusals(t *testing.T) {
 	if got := storedEvents(t, tr.Receiver); got != 1 {
 		t.Fatalf("stored %d, want 1 (refusals store nothing, the three accepts are one id)", got)
 	}
+	if n := tr.Receiver.Engine().Expected(); n != 0 {
+		t.Fatalf("%d arrivals still announced to the engine after the refusals, want 0", n)
+	}
 }
 
 // TestBodyTooLargeChunked: no Content-Length, the cap still holds.

@@ -154,17 +154,7 @@ const maxYield = 250 * time.Millisecond
 // LiveKit waits for, and its per-room queues drop events after 30 s;
 // processing only lags, and catches up once the burst is over.
 func (p *processor) yieldToIntake(ctx context.Context) {
-	if p.r.inflight.Load() == 0 {
-		return
-	}
-	deadline := time.Now().Add(maxYield)
-	for p.r.inflight.Load() > 0 && time.Now().Before(deadline) {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(2 * time.Millisecond):
-		}
-	}
+	p.r.answering.waitQuiet(ctx, maxYield)
 }
 
 // eventsConsumer is the durable consumer every replica's processor shares.

@@ -39,9 +39,9 @@ type Receiver struct {
 	stopped chan struct{}
 
 	draining atomic.Bool
-	// inflight counts intake requests being answered; the processor yields
+	// answering counts intake requests being answered; the processor yields
 	// to them (see processor.yieldToIntake).
-	inflight atomic.Int64
+	answering intakeActivity
 	// bodyCap is MaxBodyBytes, lowered to what the engine can store.
 	bodyCap atomic.Int64
 }

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -58,6 +59,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.IntVar(&cfg.Rounds, "rounds", 3, "rounds of each (at least 2 when comparing)")
 	fs.BoolVar(&cfg.Baseline, "baseline", false, "compare --url with the in-process baseline")
 	fs.DurationVar(&cfg.Timeout, "timeout", 5*time.Minute, "bound on the whole bench")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of each measured round to `PREFIX`.<server>.<round> (in-process servers only)")
 	apiKey := fs.String("api-key", "", "API key to sign with (as for send)")
 	apiSecret := fs.String("api-secret", "", "API secret to sign with")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
@@ -101,6 +103,7 @@ type benchConfig struct {
 	Key, Secret string        // signing key (and the in-process servers' key)
 	Timeout     time.Duration // bounds the whole bench
 	Progress    io.Writer     // per-round and summary lines; nil for none
+	CPUProfile  string        // file prefix for per-round CPU profiles; "" for none
 }
 
 // roundStats is one measured round against one server.
@@ -237,7 +240,12 @@ func runBenchmark(ctx context.Context, cfg benchConfig) (*benchResult, error) {
 			if err != nil {
 				return res, err
 			}
+			stopProfile, err := startProfile(cfg.CPUProfile, s.name, round)
+			if err != nil {
+				return res, err
+			}
 			st := loadRound(ctx, client, s.url, reqs, cfg.C)
+			stopProfile()
 			st.Server, st.Round = s.name, round
 			if s.name == "target" && ctx.Err() == nil {
 				d, err := settle(ctx)
@@ -269,6 +277,26 @@ func runBenchmark(ctx context.Context, cfg benchConfig) (*benchResult, error) {
 		fmt.Fprintf(progress, "ratio throughput=%.2f p99=%.2f\n", res.ThroughputRatio, res.P99Ratio)
 	}
 	return res, nil
+}
+
+// startProfile profiles the CPU of this process (load generator and
+// in-process servers) for one measured round; the settle step is left out.
+func startProfile(prefix, server string, round int) (stop func(), err error) {
+	if prefix == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(fmt.Sprintf("%s.%s.%d", prefix, server, round))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // benchRequest is one pre-signed webhook.

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,8 +14,9 @@ func TestBenchInProcess(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var progress bytes.Buffer
+	prof := filepath.Join(t.TempDir(), "cpu")
 	res, err := runBenchmark(ctx, benchConfig{N: 300, C: 8, Rounds: 2, Key: "devkey", Secret: "secret",
-		Timeout: 45 * time.Second, Progress: &progress})
+		Timeout: 45 * time.Second, Progress: &progress, CPUProfile: prof})
 	t.Log("\n" + progress.String())
 	if err != nil {
 		t.Fatal(err)
@@ -34,6 +37,12 @@ func TestBenchInProcess(t *testing.T) {
 	}
 	if res.ThroughputRatio <= 0 || res.P99Ratio <= 0 {
 		t.Fatalf("ratios %v %v", res.ThroughputRatio, res.P99Ratio)
+	}
+	for _, name := range []string{"baseline.1", "target.1", "baseline.2", "target.2"} {
+		b, err := os.ReadFile(prof + "." + name)
+		if err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b { // pprof files are gzipped
+			t.Errorf("CPU profile %s: %v, %d bytes", name, err, len(b))
+		}
 	}
 	last := strings.TrimSpace(progress.String())
 	last = last[strings.LastIndex(last, "\n")+1:]

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -85,6 +86,9 @@ type Engine struct {
 	Beluga                               jetstream.KeyValue
 
 	queue     chan *pending // Accept -> committers
+	expected  atomic.Int64  // announced arrivals not yet queued (see Arrival)
+	nudge     chan struct{} // an arrival was withdrawn
+	lingerCap time.Duration // lingerCap; tests lengthen it
 	stop      chan struct{} // closed by Close
 	wg        sync.WaitGroup
 	recent    *recentIDs
@@ -94,7 +98,7 @@ type Engine struct {
 // Open starts (or connects to) JetStream and provisions streams and buckets.
 func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	cfg.defaults()
-	e := &Engine{cfg: cfg, queue: make(chan *pending, 1024), stop: make(chan struct{}), recent: newRecentIDs(recentIDsRemembered)}
+	e := &Engine{cfg: cfg, queue: make(chan *pending, 1024), nudge: make(chan struct{}, 1), lingerCap: lingerCap, stop: make(chan struct{}), recent: newRecentIDs(recentIDsRemembered)}
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(-1),

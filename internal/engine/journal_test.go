@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-func openTest(t *testing.T, cfg Config) *Engine {
+func openTest(t testing.TB, cfg Config) *Engine {
 	t.Helper()
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()

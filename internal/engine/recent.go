@@ -24,12 +24,19 @@ func (r *recentIDs) has(id string) bool {
 	return ok
 }
 
-func (r *recentIDs) add(id string) {
+// addAll remembers the ids of a written envelope (one lock per envelope).
+func (r *recentIDs) addAll(batch []*pending) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range batch {
+		r.addLocked(p.a.ID)
+	}
+}
+
+func (r *recentIDs) addLocked(id string) {
 	if id == "" {
 		return
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	if _, ok := r.set[id]; ok {
 		return
 	}
