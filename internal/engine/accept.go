@@ -31,10 +31,11 @@ type Accepted struct {
 // the committer waits for them, at most lingerCap (under the bench's load
 // that took envelopes from about 4.5 to 6.5 events). Nothing waits for a
 // timer: a lone event is written at once (timers fire a millisecond late on
-// a loaded machine; the cap only guards against a stalled request). One
-// committer makes the largest envelopes (a second one measured no faster).
+// a loaded machine; the cap only guards against a stalled request). Two
+// committers: one writes while the other fills (measured 0.74 against 0.71
+// with one, per-round ratios of the intake bench; three were no better).
 const (
-	committers          = 1
+	committers          = 2
 	fillEntries         = 8
 	lingerCap           = 2 * time.Millisecond
 	maxEnvelopeEntries  = 256
@@ -63,7 +64,7 @@ func (e *Engine) Accept(ctx context.Context, a Accepted) (duplicate bool, err er
 	return e.accept(ctx, a, nil)
 }
 
-// accept is Accept; arrival, if announced, is settled before the event is
+// accept is Accept; arrival, if announced, is settled once the event is
 // queued, or withdrawn if it is not queued at all.
 func (e *Engine) accept(ctx context.Context, a Accepted, arrival *Arrival) (duplicate bool, err error) {
 	defer arrival.Withdraw()
@@ -74,9 +75,9 @@ func (e *Engine) accept(ctx context.Context, a Accepted, arrival *Arrival) (dupl
 	if p.size > e.maxEnvelope() {
 		return false, ErrTooLarge
 	}
-	arrival.settle()
 	select {
 	case e.queue <- p:
+		arrival.settle() // after queueing: a committer that saw it expected finds it
 	case <-ctx.Done():
 		return false, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
 	case <-e.stop:
@@ -97,26 +98,30 @@ func (e *Engine) accept(ctx context.Context, a Accepted, arrival *Arrival) (dupl
 // maxEnvelope is the largest journal message the server takes.
 func (e *Engine) maxEnvelope() int { return int(e.nc.MaxPayload()) - 1024 }
 
-// commitLoop writes envelopes until the engine stops.
+// commitLoop writes envelopes until the engine stops. Committers take
+// turns to fill (so that they do not split one burst between them), and
+// write concurrently.
 func (e *Engine) commitLoop() {
 	defer e.wg.Done()
 	var (
 		buf    []byte
 		batch  []*pending
-		carry  *pending // did not fit in the previous envelope
 		linger = time.NewTimer(lingerCap)
 	)
 	linger.Stop()
 	for {
-		first := carry
+		e.filling.Lock()
+		first := e.carry
 		if first == nil {
 			select {
 			case first = <-e.queue:
 			case <-e.stop:
+				e.filling.Unlock()
 				return
 			}
 		}
-		batch, carry = e.fill(append(batch[:0], first), linger)
+		batch, e.carry = e.fill(append(batch[:0], first), linger)
+		e.filling.Unlock()
 		buf = e.commit(buf[:0], batch)
 		clear(batch) // let the bodies go
 	}
@@ -151,7 +156,7 @@ func (e *Engine) fill(batch []*pending, linger *time.Timer) (_ []*pending, carry
 			select {
 			case p = <-e.queue:
 			case <-e.nudge:
-				continue // an arrival was withdrawn: re-check
+				continue // no arrival is expected any more: re-check
 			case <-linger.C:
 				armed = false
 				return batch, nil

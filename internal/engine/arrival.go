@@ -40,25 +40,23 @@ func (a *Arrival) Accept(ctx context.Context, ev Accepted) (duplicate bool, err 
 }
 
 // Withdraw says the event will not reach Accept. Idempotent.
-func (a *Arrival) Withdraw() {
-	if a == nil || a.settled {
-		return
-	}
-	a.settle()
-	a.e.nudgeCommitter()
-}
+func (a *Arrival) Withdraw() { a.settle() }
 
-// settle stops counting the event as expected: it is being queued now.
+// settle stops counting the event as expected (it is queued, or will never
+// be). When none is left, a committer waiting for arrivals re-checks at once.
 func (a *Arrival) settle() {
 	if a == nil || a.settled {
 		return
 	}
 	a.settled = true
-	a.e.expected.Add(-1)
+	if a.e.expected.Add(-1) == 0 {
+		a.e.nudgeCommitter()
+	}
 }
 
-// nudgeCommitter wakes a committer waiting for an arrival that was
-// withdrawn, so that it re-checks what it still waits for.
+// nudgeCommitter wakes the committer filling an envelope (one fills at a
+// time), so that it re-checks what it still waits for. A stale nudge only
+// makes the next one re-check.
 func (e *Engine) nudgeCommitter() {
 	select {
 	case e.nudge <- struct{}{}:

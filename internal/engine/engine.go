@@ -87,7 +87,9 @@ type Engine struct {
 
 	queue     chan *pending // Accept -> committers
 	expected  atomic.Int64  // announced arrivals not yet queued (see Arrival)
-	nudge     chan struct{} // an arrival was withdrawn
+	nudge     chan struct{} // no arrival is expected any more
+	filling   sync.Mutex    // held by the committer filling an envelope
+	carry     *pending      // did not fit in the last envelope; guarded by filling
 	lingerCap time.Duration // lingerCap; tests lengthen it
 	stop      chan struct{} // closed by Close
 	wg        sync.WaitGroup
