@@ -149,10 +149,11 @@ func (p *processor) start(ctx context.Context) error {
 // maxYield bounds how long one event waits for intake to go quiet.
 const maxYield = 250 * time.Millisecond
 
-// yieldToIntake gives intake priority: while webhook requests are being
-// answered, processing waits (up to maxYield per event). A 2xx is what
-// LiveKit waits for, and its per-room queues drop events after 30 s;
-// processing only lags, and catches up once the burst is over.
+// yieldToIntake gives intake priority: while webhooks are arriving,
+// processing waits until intake has been quiet for quietGap (up to maxYield
+// per event). A 2xx is what LiveKit waits for, and its per-room queues drop
+// events after 30 s; processing only lags, and catches up once the burst is
+// over.
 func (p *processor) yieldToIntake(ctx context.Context) {
 	p.r.answering.waitQuiet(ctx, maxYield)
 }

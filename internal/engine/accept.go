@@ -72,7 +72,7 @@ func (e *Engine) accept(ctx context.Context, a Accepted, arrival *Arrival) (dupl
 		return true, nil
 	}
 	p := &pending{ctx: ctx, deadline: time.Now().Add(e.cfg.AcceptBound), a: a, size: entrySize(a), done: make(chan error, 1)}
-	if p.size > e.maxEnvelope() {
+	if p.size > e.entryLimit { // known at connect: the server's own limit is checked per envelope
 		return false, ErrTooLarge
 	}
 	select {

@@ -85,16 +85,17 @@ type Engine struct {
 	Rooms, Names, ReportKV               jetstream.KeyValue
 	Beluga                               jetstream.KeyValue
 
-	queue     chan *pending // Accept -> committers
-	expected  atomic.Int64  // announced arrivals not yet queued (see Arrival)
-	nudge     chan struct{} // no arrival is expected any more
-	filling   sync.Mutex    // held by the committer filling an envelope
-	carry     *pending      // did not fit in the last envelope; guarded by filling
-	lingerCap time.Duration // lingerCap; tests lengthen it
-	stop      chan struct{} // closed by Close
-	wg        sync.WaitGroup
-	recent    *recentIDs
-	closeOnce sync.Once
+	queue      chan *pending // Accept -> committers
+	expected   atomic.Int64  // announced arrivals not yet queued (see Arrival)
+	nudge      chan struct{} // no arrival is expected any more
+	filling    sync.Mutex    // held by the committer filling an envelope
+	carry      *pending      // did not fit in the last envelope; guarded by filling
+	entryLimit int           // largest event Accept queues (the server's max payload at connect)
+	lingerCap  time.Duration // lingerCap; tests lengthen it
+	stop       chan struct{} // closed by Close
+	wg         sync.WaitGroup
+	recent     *recentIDs
+	closeOnce  sync.Once
 }
 
 // Open starts (or connects to) JetStream and provisions streams and buckets.
@@ -141,6 +142,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("%w: connect: %v", ErrUnavailable, err)
 	}
 	e.nc = nc
+	e.entryLimit = e.maxEnvelope()
 	e.js, err = jetstream.New(nc)
 	if err == nil {
 		err = e.provision(ctx)
