@@ -17,7 +17,9 @@ func acceptAsync(e *Engine, a Accepted) <-chan error {
 	return done
 }
 
-func envelopes(t *testing.T, e *Engine) uint64 {
+// envelopesWritten counts the journal envelopes written so far (the
+// distributor removes them, the sequence stays).
+func envelopesWritten(t testing.TB, e *Engine) uint64 {
 	t.Helper()
 	info, err := e.Journal.Info(context.Background())
 	if err != nil {
@@ -44,7 +46,7 @@ func TestCommitterWaitsForAnnouncedArrival(t *testing.T) {
 	if err := <-first; err != nil {
 		t.Fatal(err)
 	}
-	if n := envelopes(t, e); n != 1 {
+	if n := envelopesWritten(t, e); n != 1 {
 		t.Fatalf("%d envelopes for two events written together, want 1", n)
 	}
 }
