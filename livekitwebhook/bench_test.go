@@ -1,10 +1,14 @@
 package livekitwebhook
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -222,4 +226,40 @@ func baselineLoop(b *testing.B, ctx context.Context, eng *engine.Engine, n, keys
 	}
 	wg.Wait()
 	return rate
+}
+
+// BenchmarkIntakeHandler runs ServeHTTP directly (no sockets) on unique,
+// correctly signed events with 32 concurrent callers against the embedded
+// engine. Its allocations per request are the figure to watch: intake's
+// throughput is bounded by CPU, and garbage is a good part of it.
+//
+//	go test -run XXX -bench IntakeHandler -benchtime 20000x ./livekitwebhook
+func BenchmarkIntakeHandler(b *testing.B) {
+	tr := startReceiver(b, testConfig(b))
+	n := b.N + 1
+	bodies, tokens := make([][]byte, n), make([]string, n)
+	for i := range n {
+		ev := participantEvent(fmt.Sprintf("EV_b%011d", i), "participant_joined", "room", "RM_1", "PA_1", "u",
+			livekit.ParticipantInfo_STANDARD, 1700000000, 1700000000)
+		bodies[i] = marshal(b, ev)
+		tokens[i] = sign(b, testKey, testSecret, bodies[i], 0)
+	}
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(16) // × GOMAXPROCS 2 = the intake bench's c=32
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := next.Add(1) - 1
+			req := httptest.NewRequest(http.MethodPost, "/voice/livekit/webhooks", bytes.NewReader(bodies[i]))
+			req.Header.Set("Authorization", tokens[i])
+			req.Header.Set("Content-Type", "application/webhook+json")
+			w := httptest.NewRecorder()
+			tr.ServeHTTP(w, req)
+			if w.Code != http.StatusOK || w.Header().Get(HeaderOutcome) != "accepted" {
+				b.Errorf("status %d (%s): %s", w.Code, w.Header().Get(HeaderOutcome), w.Body)
+				return
+			}
+		}
+	})
 }

@@ -1,6 +1,7 @@
 package livekitwebhook
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -331,4 +333,36 @@ func legacySig(secret string, body []byte) string {
 	m := hmac.New(sha256.New, []byte(secret))
 	m.Write(body)
 	return hex.EncodeToString(m.Sum(nil))
+}
+
+// TestReadAll: the body comes back whole whatever the reader's chunking and
+// the size hint, in one allocation when the hint is the length plus one.
+func TestReadAll(t *testing.T) {
+	body := bytes.Repeat([]byte("0123456789"), 100)
+	for _, tc := range []struct {
+		name string
+		r    io.Reader
+		size int
+	}{
+		{"announced length", bytes.NewReader(body), len(body) + 1},
+		{"one byte at a time", iotest.OneByteReader(bytes.NewReader(body)), len(body) + 1},
+		{"hint too small", bytes.NewReader(body), 7},
+		{"hint exactly the length", bytes.NewReader(body), len(body)},
+		{"data with EOF", iotest.DataErrReader(bytes.NewReader(body)), 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := readAll(tc.r, tc.size)
+			if err != nil || !bytes.Equal(got, body) {
+				t.Fatalf("got %d bytes, %v; want %d bytes", len(got), err, len(body))
+			}
+		})
+	}
+	rd := bytes.NewReader(body)
+	if allocs := testing.AllocsPerRun(20, func() { rd.Reset(body); _, _ = readAll(rd, len(body)+1) }); allocs > 1 {
+		t.Errorf("%v allocations for a body of the announced length, want 1", allocs)
+	}
+	wantErr := errors.New("connection reset")
+	if _, err := readAll(iotest.ErrReader(wantErr), 10); !errors.Is(err, wantErr) {
+		t.Errorf("error %v, want %v", err, wantErr)
+	}
 }

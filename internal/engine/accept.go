@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -52,6 +53,23 @@ type pending struct {
 	done     chan error // buffered: the committer never blocks on it
 }
 
+// pendings recycles pending values: a waiter that got its answer owns its
+// pending again (the committer never touches it after the send).
+var pendings = sync.Pool{New: func() any { return &pending{done: make(chan error, 1)} }}
+
+func newPending(ctx context.Context, deadline time.Time, a Accepted, size int) *pending {
+	p := pendings.Get().(*pending)
+	p.ctx, p.deadline, p.a, p.size = ctx, deadline, a, size
+	return p
+}
+
+// release returns p once its answer was received (never on a path where
+// the committer may still answer it).
+func (p *pending) release() {
+	p.ctx, p.a = nil, Accepted{}
+	pendings.Put(p)
+}
+
 // Accept stores an event durably: it returns once JetStream has acknowledged
 // the journal write holding it (file storage, flushed to the operating
 // system, so a kill -9 of the process loses nothing). The distributor then
@@ -71,20 +89,24 @@ func (e *Engine) accept(ctx context.Context, a Accepted, arrival *Arrival) (dupl
 	if e.recent.has(a.ID) {
 		return true, nil
 	}
-	p := &pending{ctx: ctx, deadline: time.Now().Add(e.cfg.AcceptBound), a: a, size: entrySize(a), done: make(chan error, 1)}
-	if p.size > e.entryLimit { // known at connect: the server's own limit is checked per envelope
+	size := entrySize(a)
+	if size > e.entryLimit { // known at connect: the server's own limit is checked per envelope
 		return false, ErrTooLarge
 	}
+	p := newPending(ctx, time.Now().Add(e.cfg.AcceptBound), a, size)
 	select {
 	case e.queue <- p:
 		arrival.settle() // after queueing: a committer that saw it expected finds it
 	case <-ctx.Done():
+		p.release() // never queued
 		return false, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
 	case <-e.stop:
+		p.release()
 		return false, ErrUnavailable
 	}
 	select {
 	case err := <-p.done:
+		p.release()
 		return false, err
 	case <-e.stop:
 		return false, ErrUnavailable

@@ -62,12 +62,6 @@ func New(keys auth.KeyProvider, opts ...Option) *Verifier {
 	return v
 }
 
-// claims are the claims LiveKit puts in a webhook token.
-type claims struct {
-	jwt.RegisteredClaims
-	Sha256 string `json:"sha256,omitempty"`
-}
-
 // Result tells who signed a verified request.
 type Result struct {
 	APIKey string // iss of the token; "" for a legacy signature
