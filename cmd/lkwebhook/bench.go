@@ -119,10 +119,13 @@ type roundStats struct {
 	// BacklogSeconds: how long the in-process receiver then took to finish
 	// processing what it accepted (waited for before the next round).
 	BacklogSeconds float64 `json:"backlog_seconds,omitempty"`
-	RPS            float64 `json:"req_per_s"`
-	P50            float64 `json:"p50_ms"`
-	P90            float64 `json:"p90_ms"`
-	P99            float64 `json:"p99_ms"`
+	// JournalWrites: durable writes the in-process receiver made in the
+	// round; requests per write is how well group commit batched them.
+	JournalWrites uint64  `json:"journal_writes,omitempty"`
+	RPS           float64 `json:"req_per_s"`
+	P50           float64 `json:"p50_ms"`
+	P90           float64 `json:"p90_ms"`
+	P99           float64 `json:"p99_ms"`
 }
 
 // benchSummary is the median of a server's rounds (per metric).
@@ -182,6 +185,8 @@ func runBenchmark(ctx context.Context, cfg benchConfig) (*benchResult, error) {
 	// settle waits until the in-process receiver has processed its backlog,
 	// so that no round pays for the previous one's background work.
 	settle := func(context.Context) (time.Duration, error) { return 0, nil }
+	// journalSeq counts the in-process receiver's durable writes so far.
+	journalSeq := func(context.Context) uint64 { return 0 }
 	if cfg.URL == "" {
 		url, recv, stop, err := startBenchReceiver(ctx, cfg.Key, cfg.Secret)
 		if err != nil {
@@ -191,6 +196,13 @@ func runBenchmark(ctx context.Context, cfg benchConfig) (*benchResult, error) {
 		res.TargetURL, res.InProcess = url, true
 		targetDesc = url + " (in-process receiver, embedded engine)"
 		settle = func(ctx context.Context) (time.Duration, error) { return waitProcessed(ctx, recv, 2*time.Minute) }
+		journalSeq = func(ctx context.Context) uint64 {
+			info, err := recv.Engine().Journal.Info(ctx)
+			if err != nil {
+				return 0
+			}
+			return info.State.LastSeq
+		}
 	}
 	var baselineURL string
 	if withBaseline {
@@ -244,10 +256,14 @@ func runBenchmark(ctx context.Context, cfg benchConfig) (*benchResult, error) {
 			if err != nil {
 				return res, err
 			}
+			seq := journalSeq(ctx)
 			st := loadRound(ctx, client, s.url, reqs, cfg.C)
 			stopProfile()
 			st.Server, st.Round = s.name, round
 			if s.name == "target" && ctx.Err() == nil {
+				if after := journalSeq(ctx); after > seq {
+					st.JournalWrites = after - seq
+				}
 				d, err := settle(ctx)
 				if err != nil {
 					return res, fmt.Errorf("target backlog after round %d: %w", round, err)
@@ -474,6 +490,9 @@ func summarize(runs []roundStats, server string) benchSummary {
 func (s roundStats) line() string {
 	l := fmt.Sprintf("%6d ok %4d errors %7.2fs %9.0f req/s  p50 %7.2fms  p90 %7.2fms  p99 %7.2fms",
 		s.OK, s.Errors, s.Seconds, s.RPS, s.P50, s.P90, s.P99)
+	if s.JournalWrites > 0 {
+		l += fmt.Sprintf("  %.1f req/write", float64(s.OK)/float64(s.JournalWrites))
+	}
 	if s.BacklogSeconds > 0 {
 		l += fmt.Sprintf("  (processed in %.1fs more)", s.BacklogSeconds)
 	}
