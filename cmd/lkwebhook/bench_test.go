@@ -34,6 +34,16 @@ func TestBenchInProcess(t *testing.T) {
 		if r.Status["200"] != 300 || r.RPS <= 0 || r.P50 <= 0 || r.P50 > r.P90 || r.P90 > r.P99 {
 			t.Errorf("round %+v", r)
 		}
+		// Each of the target's events is in exactly one durable write.
+		if r.Server == "target" && (r.JournalWrites == 0 || r.JournalWrites > uint64(r.OK)) {
+			t.Errorf("target round %d: %d journal writes for %d requests", r.Round, r.JournalWrites, r.OK)
+		}
+		if r.Server == "baseline" && r.JournalWrites != 0 {
+			t.Errorf("baseline round %d counts journal writes", r.Round)
+		}
+	}
+	if !strings.Contains(progress.String(), " req/write") {
+		t.Error("target rounds do not print requests per write")
 	}
 	if res.ThroughputRatio <= 0 || res.P99Ratio <= 0 {
 		t.Fatalf("ratios %v %v", res.ThroughputRatio, res.P99Ratio)
