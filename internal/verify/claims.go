@@ -29,7 +29,10 @@ var errClaimType = errors.New("claim of the wrong type")
 // would, except that claim names match exactly, as RFC 7519 says they do.
 func (c *claims) UnmarshalJSON(b []byte) error {
 	obj := gjson.ParseBytes(b)
-	if !obj.IsObject() {
+	switch {
+	case obj.Type == gjson.Null:
+		return nil // a no-op, as for any json.Unmarshaler
+	case !obj.IsObject():
 		return errClaimType
 	}
 	var err error

@@ -39,6 +39,7 @@ func TestClaimsDecodeLikeEncodingJSON(t *testing.T) {
 		{"unknown claims kept out", `{"video":{"roomJoin":true},"name":"x","exp":3}`, false},
 		{"duplicate key: last wins", `{"iss":"first","iss":"second","exp":1,"exp":2}`, false},
 		{"empty object", `{}`, false},
+		{"null claims", `null`, false},
 		{"exp as a numeric string", `{"exp":"1795803891","nbf":"1.5e9"}`, false},
 		{"exp as a non-numeric string", `{"exp":"soon"}`, true},
 		{"exp as Inf", `{"exp":"Inf"}`, true},
