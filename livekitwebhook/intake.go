@@ -137,13 +137,16 @@ func (r *Receiver) intake(ctx context.Context, w http.ResponseWriter, req *http.
 	if eng == nil {
 		return ev, "", ErrEngineUnavailable
 	}
-	hdr := nats.Header{}
-	r.tel.propagator.Inject(ctx, propagation.HeaderCarrier(hdr))
-	hdr.Set(headerEventID, id)
 	room := lifecycle.RoomName(ev)
-	hdr.Set(headerRoomKey, room)
-	if sid := lifecycle.RoomSID(ev); sid != "" {
-		hdr.Set(headerRoomSID, sid)
+	hdr := make(nats.Header, 4)
+	r.tel.propagator.Inject(ctx, propagation.HeaderCarrier(hdr))
+	// One backing array for the values: a request's allocations are intake's
+	// throughput. This is what Header.Set does (nats headers keep case).
+	vals := [...]string{id, room, lifecycle.RoomSID(ev)}
+	hdr[headerEventID] = vals[0:1:1]
+	hdr[headerRoomKey] = vals[1:2:2]
+	if vals[2] != "" {
+		hdr[headerRoomSID] = vals[2:3:3]
 	}
 	dup, err := arrival.Accept(ctx, engine.Accepted{ID: id, Room: room, Event: ev.Event, Body: body, Header: hdr})
 	if errors.Is(err, engine.ErrTooLarge) {

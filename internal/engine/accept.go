@@ -95,14 +95,13 @@ func (e *Engine) accept(ctx context.Context, a Accepted, arrival *Arrival) (dupl
 	}
 	p := newPending(ctx, time.Now().Add(e.cfg.AcceptBound), a, size)
 	select {
-	case e.queue <- p:
+	case e.queue <- p: // the usual case, without a full select
 		arrival.settle() // after queueing: a committer that saw it expected finds it
-	case <-ctx.Done():
-		p.release() // never queued
-		return false, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
-	case <-e.stop:
-		p.release()
-		return false, ErrUnavailable
+	default:
+		if err := e.enqueue(ctx, p); err != nil {
+			return false, err
+		}
+		arrival.settle()
 	}
 	select {
 	case err := <-p.done:
@@ -114,6 +113,21 @@ func (e *Engine) accept(ctx context.Context, a Accepted, arrival *Arrival) (dupl
 		// The envelope may still be written; a retry of this event is then
 		// deduplicated by the events stream.
 		return false, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+	}
+}
+
+// enqueue waits for room in the queue (it is full: the committers are
+// behind), or gives up.
+func (e *Engine) enqueue(ctx context.Context, p *pending) error {
+	select {
+	case e.queue <- p:
+		return nil
+	case <-ctx.Done():
+		p.release() // never queued
+		return fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+	case <-e.stop:
+		p.release()
+		return ErrUnavailable
 	}
 }
 
