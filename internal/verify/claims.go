@@ -23,9 +23,9 @@ type claims struct {
 var errClaimType = errors.New("claim of the wrong type")
 
 // UnmarshalJSON decodes the claims in one pass over the bytes. jwt decodes
-// them with encoding/json's reflection, which was half the CPU of a
-// verification (and an eighth of intake's); encoding/json has checked the
-// bytes are valid JSON before it calls this. It yields what encoding/json
+// them with encoding/json's reflection, a fifth of a verification's CPU
+// (1.6 of 8 µs, 16 of 54 allocations); encoding/json has checked the bytes
+// are valid JSON before it calls this. It yields what encoding/json
 // would, except that claim names match exactly, as RFC 7519 says they do.
 func (c *claims) UnmarshalJSON(b []byte) error {
 	obj := gjson.ParseBytes(b)

@@ -36,6 +36,7 @@ func TestClaimsDecodeLikeEncodingJSON(t *testing.T) {
 		{"audience empty array", `{"aud":[]}`, false},
 		{"nulls", `{"iss":null,"aud":null,"exp":null,"sha256":null}`, false},
 		{"escaped strings", `{"iss":"d\u0065vkey","sha256":"a\/b"}`, false},
+		{"escaped names", `{"\u0069ss":"k","ex\u0070":7}`, false},
 		{"unknown claims kept out", `{"video":{"roomJoin":true},"name":"x","exp":3}`, false},
 		{"duplicate key: last wins", `{"iss":"first","iss":"second","exp":1,"exp":2}`, false},
 		{"empty object", `{}`, false},
