@@ -131,6 +131,18 @@ func (e *Engine) enqueue(ctx context.Context, p *pending) error {
 	}
 }
 
+// JournalWrites is how many envelopes (durable intake writes) the journal
+// has taken so far, from any replica: its last sequence, which stays when
+// the distributor removes them. Requests per write is how well group commit
+// batches (the bench reports it).
+func (e *Engine) JournalWrites(ctx context.Context) (uint64, error) {
+	info, err := e.Journal.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
+}
+
 // maxEnvelope is the largest journal message the server takes.
 func (e *Engine) maxEnvelope() int { return int(e.nc.MaxPayload()) - 1024 }
 
