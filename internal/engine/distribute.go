@@ -95,7 +95,7 @@ func (e *Engine) distribute(ctx context.Context, data []byte, o DistributeOption
 			}
 		case err := <-f.Err():
 			var apiErr *jetstream.APIError
-			if errors.As(err, &apiErr) {
+			if errors.As(err, &apiErr) && !Transient(err) {
 				// The events stream refuses this event for good.
 				err = e.deadLetter(ctx, entries[i], err, o)
 			}

@@ -275,16 +275,22 @@ func Bounded[T any](ctx context.Context, f func(context.Context) (T, error)) (T,
 	return f(tctx)
 }
 
-// Transient reports whether err is worth another try: no answer, or nobody
-// to answer yet. An answer that refuses (a JetStream API error) is final.
+// Transient reports whether err is worth another try: no answer, nobody to
+// answer yet, or a clustered stream still committing an earlier write of the
+// same message id (a retry then finds it stored, a duplicate). Any other
+// answer that refuses (a JetStream API error) is final.
 func Transient(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
-		return false
+		return apiErr.ErrorCode == errCodeMsgIDInProcess
 	}
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
+
+// errCodeMsgIDInProcess is nats-server's JSStreamDuplicateMessageConflict
+// (409 "duplicate message id is in process"), which nats.go does not name.
+const errCodeMsgIDInProcess jetstream.ErrorCode = 10158
 
 // JetStream exposes the JetStream context (processor, CLI tools, tests).
 func (e *Engine) JetStream() jetstream.JetStream { return e.js }
