@@ -33,6 +33,9 @@ const legacySignatureHeader = "X-LiveKit-Signature"
 // canonicalize "LiveKit" on every request otherwise.
 var legacySignatureKey = http.CanonicalHeaderKey(legacySignatureHeader)
 
+// webhookMediaType is the Content-Type LiveKit's notifier sends.
+const webhookMediaType = "application/webhook+json"
+
 var decodeOpts = protojson.UnmarshalOptions{DiscardUnknown: true}
 
 // ServeHTTP is the webhook intake. It answers 200 (no body; the outcome in
@@ -106,9 +109,9 @@ func (r *Receiver) intake(ctx context.Context, w http.ResponseWriter, req *http.
 	if r.draining.Load() {
 		return nil, "", ErrShuttingDown
 	}
-	if ct := req.Header.Get("Content-Type"); ct != "" {
+	if ct := req.Header.Get("Content-Type"); ct != "" && ct != webhookMediaType { // LiveKit's, as is: no parsing
 		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/webhook+json" && mt != "application/json") {
+		if err != nil || (mt != webhookMediaType && mt != "application/json") {
 			return nil, "", ErrUnsupportedMedia
 		}
 	}
