@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -333,6 +334,32 @@ func legacySig(secret string, body []byte) string {
 	m := hmac.New(sha256.New, []byte(secret))
 	m.Write(body)
 	return hex.EncodeToString(m.Sum(nil))
+}
+
+// TestContentTypes: LiveKit's type, JSON with parameters or in any case,
+// and no type at all are accepted; anything else is 415.
+func TestContentTypes(t *testing.T) {
+	tr := startReceiver(t, testConfig(t))
+	for i, tc := range []struct {
+		contentType string
+		want        int
+	}{
+		{"application/webhook+json", 200},
+		{"", 200},
+		{"application/json", 200},
+		{"application/json; charset=utf-8", 200},
+		{"Application/Webhook+JSON", 200},
+		{"text/plain", 415},
+		{"application/json-patch+json", 415},
+		{"application/webhook+json;;", 415},
+	} {
+		body := marshal(t, roomEvent(fmt.Sprintf("EV_ctype%06d", i), "room_started", "r", "RM_r", time.Now().Unix()))
+		code, got, _ := post(t, tr.url, body, map[string]string{
+			"Authorization": sign(t, testKey, testSecret, body, time.Minute), "Content-Type": tc.contentType})
+		if code != tc.want {
+			t.Errorf("Content-Type %q: %d %s, want %d", tc.contentType, code, got, tc.want)
+		}
+	}
 }
 
 // TestReadAll: the body comes back whole whatever the reader's chunking and
