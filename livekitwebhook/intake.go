@@ -33,8 +33,9 @@ const legacySignatureHeader = "X-LiveKit-Signature"
 // canonicalize "LiveKit" on every request otherwise.
 var legacySignatureKey = http.CanonicalHeaderKey(legacySignatureHeader)
 
-// webhookMediaType is the Content-Type LiveKit's notifier sends.
-const webhookMediaType = "application/webhook+json"
+// ContentType is the Content-Type LiveKit's notifier sends. Intake also
+// takes application/json, or no Content-Type at all.
+const ContentType = "application/webhook+json"
 
 var decodeOpts = protojson.UnmarshalOptions{DiscardUnknown: true}
 
@@ -109,9 +110,9 @@ func (r *Receiver) intake(ctx context.Context, w http.ResponseWriter, req *http.
 	if r.draining.Load() {
 		return nil, "", ErrShuttingDown
 	}
-	if ct := req.Header.Get("Content-Type"); ct != "" && ct != webhookMediaType { // LiveKit's, as is: no parsing
+	if ct := req.Header.Get("Content-Type"); ct != "" && ct != ContentType { // LiveKit's, as is: no parsing
 		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != webhookMediaType && mt != "application/json") {
+		if err != nil || (mt != ContentType && mt != "application/json") {
 			return nil, "", ErrUnsupportedMedia
 		}
 	}

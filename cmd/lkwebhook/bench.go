@@ -433,7 +433,7 @@ func postSigned(ctx context.Context, client *http.Client, url string, r benchReq
 		return 0, err
 	}
 	req.Header.Set("Authorization", r.token)
-	req.Header.Set("Content-Type", webhookContentType)
+	req.Header.Set("Content-Type", livekitwebhook.ContentType)
 	req.Header.Set("User-Agent", webhookUserAgent)
 	resp, err := client.Do(req)
 	if err != nil {

@@ -27,9 +27,8 @@ import (
 
 const (
 	defaultWebhookURL = "http://127.0.0.1:8080/voice/livekit/webhooks"
-	// What LiveKit's notifier sends.
-	webhookContentType = "application/webhook+json"
-	webhookUserAgent   = "LiveKit"
+	// The User-Agent LiveKit's notifier sends (its Content-Type is livekitwebhook.ContentType).
+	webhookUserAgent = "LiveKit"
 )
 
 const sendUsage = `usage: lkwebhook send EVENT --room NAME [flags]
@@ -127,7 +126,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	hdr := http.Header{}
-	hdr.Set("Content-Type", webhookContentType)
+	hdr.Set("Content-Type", livekitwebhook.ContentType)
 	hdr.Set("User-Agent", webhookUserAgent)
 	if !*noToken {
 		token, err := verify.Sign(key, secret, body, *validFor)
