@@ -12,6 +12,9 @@ import (
 	"github.com/livekit/protocol/utils/protojson"
 )
 
+// ContentType is the Content-Type LiveKit's notifier sends.
+const ContentType = "application/webhook+json"
+
 // DefaultValidFor is how long LiveKit's notifier makes a webhook token valid.
 const DefaultValidFor = 5 * time.Minute
 
