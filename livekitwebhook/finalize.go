@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
@@ -39,12 +40,16 @@ func (p *processor) scheduleFinalize(ctx context.Context, rec *roomRecord, kind 
 }
 
 // scheduleTask publishes t for rec's room; the message id deduplicates
-// repeated scheduling by retries and other replicas.
+// repeated scheduling by retries and other replicas, so the first
+// scheduling's trace context is the one the task carries: for a finalize
+// task, that of the room_finished processing span.
 func (p *processor) scheduleTask(ctx context.Context, rec *roomRecord, t task) error {
 	t.SID = rec.State.RoomSID
 	t.Key = engine.Key(t.SID)
-	b, _ := json.Marshal(t)
-	_, err := p.eng.JetStream().Publish(ctx, engine.TaskSubject(t.Kind, t.SID), b,
+	msg := nats.NewMsg(engine.TaskSubject(t.Kind, t.SID))
+	msg.Data, _ = json.Marshal(t)
+	p.r.tel.propagator.Inject(ctx, propagation.HeaderCarrier(msg.Header))
+	_, err := p.eng.JetStream().PublishMsg(ctx, msg,
 		jetstream.WithMsgID(t.Kind+"/"+t.SID), jetstream.WithExpectStream(engine.StreamTasks))
 	return err
 }
@@ -61,6 +66,11 @@ func (p *processor) handleTask(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.NakWithDelay(wait)
 		return
 	}
+	// The report span continues the trace of the processing span that
+	// scheduled the task: a child, although it starts the grace period
+	// later, so that the report and its hooks show under the room_finished
+	// that caused them.
+	ctx = p.r.tel.propagator.Extract(ctx, propagation.HeaderCarrier(msg.Headers()))
 	stopBeat := keepInProgress(msg) // OnSessionEnded hooks may be slow
 	err := p.finalize(ctx, t)
 	stopBeat()
