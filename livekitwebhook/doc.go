@@ -20,7 +20,10 @@
 // After room_finished plus a grace period it produces one final Report per
 // room sid, persists it, publishes it on lkwh.reports.<session> and hands it
 // to Hooks.OnSessionEnded. Failing hooks are retried with backoff and then
-// dead-lettered; Replay runs dead letters again.
+// dead-lettered; Replay runs dead letters again. A hook still owed a call is
+// recorded by its name (Hooks.Name and the field), not its position, so a
+// redeploy that adds, removes or reorders hooks retries the same hook; a
+// name no registration has any more is dead-lettered with ErrUnknownHook.
 //
 // # Usage
 //
