@@ -160,14 +160,3 @@ func (r *Receiver) callOnError(ctx context.Context, ev *livekit.WebhookEvent, er
 		}
 	}
 }
-
-// endedHookIDs are the indexes of the Hooks values with OnSessionEnded.
-func (r *Receiver) endedHookIDs() []uint {
-	var ids []uint
-	for i, h := range r.hooks.all {
-		if h.OnSessionEnded != nil {
-			ids = append(ids, uint(i))
-		}
-	}
-	return ids
-}

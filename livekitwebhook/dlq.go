@@ -2,6 +2,7 @@ package livekitwebhook
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -15,8 +16,10 @@ import (
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
 )
 
-// DeadLetter is an event whose processing failed Config.MaxAttempts times.
-// Its body is kept verbatim; Replay runs it again.
+// DeadLetter is an event whose processing failed Config.MaxAttempts times,
+// or one that owes a call to a hook no registration has (ErrUnknownHook).
+// Its body is kept verbatim; Replay runs it again. A report that owes such
+// a call is dead-lettered too: Event "session_report", EventID its room sid.
 type DeadLetter struct {
 	Seq      uint64    `json:"seq"`
 	EventID  string    `json:"event_id"`
@@ -26,11 +29,14 @@ type DeadLetter struct {
 	At       time.Time `json:"dead_lettered_at"`
 }
 
-// deadLetter stores msg in the DLQ with its error, then acks it. If the DLQ
-// write fails the message is nak'ed: nothing is dropped silently.
-func (p *processor) deadLetter(ctx context.Context, msg jetstream.Msg, ev *livekit.WebhookEvent, id string, cause error, attempt int) {
-	name := msg.Headers().Get(engine.HeaderEvent)
+// deadLetter stores msg, an event or a report task named name, in the DLQ
+// with its error, then acks it. If the DLQ write fails the message is
+// nak'ed: nothing is dropped silently.
+func (p *processor) deadLetter(ctx context.Context, msg jetstream.Msg, name string, ev *livekit.WebhookEvent, id string, cause error, attempt int) {
 	dl := engine.DeadLetterMsg(name, msg.Data(), msg.Headers(), cause, attempt)
+	if dl.Header.Get(headerEventID) == "" {
+		dl.Header.Set(headerEventID, id)
+	}
 	dedupe := "dlq/" + id
 	if md, err := msg.Metadata(); err == nil {
 		dl.Header.Set(engine.HeaderOrigSeq, strconv.FormatUint(md.Sequence.Stream, 10))
@@ -45,9 +51,7 @@ func (p *processor) deadLetter(ctx context.Context, msg jetstream.Msg, ev *livek
 	p.r.tel.deadLetters.Add(ctx, 1, label("event", name))
 	p.r.log.Error("event dead-lettered", withTrace(ctx, []any{"event", name, "event_id", id,
 		"attempts", attempt, "error", cause.Error()})...)
-	if ev != nil {
-		p.r.callOnError(ctx, ev, fmt.Errorf("dead-lettered after %d attempts: %w", attempt, cause))
-	}
+	p.r.callOnError(ctx, ev, fmt.Errorf("dead-lettered after %d attempts: %w", attempt, cause))
 }
 
 // DeadLetters lists the dead letters, oldest first, at most limit (0: all).
@@ -131,10 +135,19 @@ func (r *Receiver) Replay(ctx context.Context, id string) (int, error) {
 	return n, nil
 }
 
-// replayOne publishes a dead letter back onto its event subject, then
-// removes it from the DLQ.
+// replayOne publishes a dead letter back onto its event subject (a report:
+// its task's), then removes it from the DLQ. The hooks it still owes are
+// named in the room record, so a replay calls those of them registered now.
 func (r *Receiver) replayOne(ctx context.Context, eng *engine.Engine, m *jetstream.RawStreamMsg, dl DeadLetter) error {
-	msg := nats.NewMsg(engine.EventSubject(m.Header.Get(headerRoomKey), dl.Event))
+	subject := engine.EventSubject(m.Header.Get(headerRoomKey), dl.Event)
+	if dl.Event == eventSessionReport {
+		var t task
+		if err := json.Unmarshal(m.Data, &t); err != nil {
+			return fmt.Errorf("dead letter %d: %w", dl.Seq, err)
+		}
+		subject = engine.TaskSubject(t.Kind, t.SID)
+	}
+	msg := nats.NewMsg(subject)
 	msg.Data = m.Data
 	for k, v := range m.Header {
 		switch k {

@@ -20,7 +20,10 @@
 // After room_finished plus a grace period it produces one final Report per
 // room sid, persists it, publishes it on lkwh.reports.<session> and hands it
 // to Hooks.OnSessionEnded. Failing hooks are retried with backoff and then
-// dead-lettered; Replay runs dead letters again.
+// dead-lettered; Replay runs dead letters again. A hook still owed a call is
+// recorded by its name (Hooks.Name and the field), not its position, so a
+// redeploy that adds, removes or reorders hooks retries the same hook; a
+// name no registration has any more is dead-lettered with ErrUnknownHook.
 //
 // # Usage
 //
@@ -101,8 +104,12 @@
 //
 // Spans: livekitwebhook.receive (SERVER, continues an incoming traceparent)
 // per request; the trace context travels in the JetStream message headers to
-// livekitwebhook.process, with livekitwebhook.hook and
-// livekitwebhook.report below it. Attributes name the event, event id, room,
+// livekitwebhook.process, with a livekitwebhook.hook span per hook below it.
+// The report task carries the trace context of the room_finished processing
+// that scheduled it, so livekitwebhook.report is a child of that
+// livekitwebhook.process span (starting the grace period after it), with the
+// OnSessionEnded hook spans below it; a session closed by expiry has no such
+// event and its report span is a root. Attributes name the event, event id, room,
 // participant and session ids, never secrets, turnPassword or metadata.
 // Metrics go through the OTel metric API (WithMeterProvider); `lkwebhook
 // serve` exports them for Prometheus at /metrics. Logs use log/slog with

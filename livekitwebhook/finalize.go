@@ -1,6 +1,7 @@
 package livekitwebhook
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
@@ -22,6 +24,11 @@ const (
 	taskFinalize = "finalize" // room_finished seen: report after the grace period
 	taskExpire   = "expire"   // no room_finished within MaxSessionAge
 )
+
+// eventSessionReport names a report in metrics and in the DLQ, where a
+// report waits when it owes a call to a hook no registration has (see
+// Hooks); Replay runs its task again.
+const eventSessionReport = "session_report"
 
 // task is a timer kept in JetStream: the finalizer naks it until it is due,
 // so it survives restarts and any replica may run it.
@@ -39,12 +46,16 @@ func (p *processor) scheduleFinalize(ctx context.Context, rec *roomRecord, kind 
 }
 
 // scheduleTask publishes t for rec's room; the message id deduplicates
-// repeated scheduling by retries and other replicas.
+// repeated scheduling by retries and other replicas, so the first
+// scheduling's trace context is the one the task carries: for a finalize
+// task, that of the room_finished processing span.
 func (p *processor) scheduleTask(ctx context.Context, rec *roomRecord, t task) error {
 	t.SID = rec.State.RoomSID
 	t.Key = engine.Key(t.SID)
-	b, _ := json.Marshal(t)
-	_, err := p.eng.JetStream().Publish(ctx, engine.TaskSubject(t.Kind, t.SID), b,
+	msg := nats.NewMsg(engine.TaskSubject(t.Kind, t.SID))
+	msg.Data, _ = json.Marshal(t)
+	p.r.tel.propagator.Inject(ctx, propagation.HeaderCarrier(msg.Header))
+	_, err := p.eng.JetStream().PublishMsg(ctx, msg,
 		jetstream.WithMsgID(t.Kind+"/"+t.SID), jetstream.WithExpectStream(engine.StreamTasks))
 	return err
 }
@@ -61,6 +72,11 @@ func (p *processor) handleTask(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.NakWithDelay(wait)
 		return
 	}
+	// The report span continues the trace of the processing span that
+	// scheduled the task: a child, although it starts the grace period
+	// later, so that the report and its hooks show under the room_finished
+	// that caused them.
+	ctx = p.r.tel.propagator.Extract(ctx, propagation.HeaderCarrier(msg.Headers()))
 	stopBeat := keepInProgress(msg) // OnSessionEnded hooks may be slow
 	err := p.finalize(ctx, t)
 	stopBeat()
@@ -72,12 +88,18 @@ func (p *processor) handleTask(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
-	p.r.tel.retries.Add(ctx, 1, label("event", "session_report"))
-	p.r.callOnError(ctx, nil, err)
 	attempt := 1
 	if md, mdErr := msg.Metadata(); mdErr == nil {
 		attempt = int(md.NumDelivered)
 	}
+	if errors.Is(err, ErrUnknownHook) {
+		// No retry makes a hook appear in this process; NumDelivered, which
+		// also counts "not due yet", is no attempt budget to wait with.
+		p.deadLetter(ctx, msg, eventSessionReport, nil, t.SID, err, attempt)
+		return
+	}
+	p.r.tel.retries.Add(ctx, 1, label("event", eventSessionReport))
+	p.r.callOnError(ctx, nil, err)
 	p.r.log.Warn("session report failed, will retry", "room_sid", t.SID, "attempt", attempt, "error", err.Error())
 	// NumDelivered also counts the "not due yet" redeliveries, so the
 	// backoff is capped: finalizing again is idempotent and cheap.
@@ -125,7 +147,7 @@ func (p *processor) finalize(ctx context.Context, t task) (err error) {
 		}
 		report := next.State.Session()
 		next.Reported, next.Report = true, &report
-		next.EndedPending = p.r.endedHookIDs()
+		next.EndedPending = p.r.hooks.endedNames()
 		won = true
 		return &next, nil
 	})
@@ -228,37 +250,37 @@ func (p *processor) deliver(ctx context.Context, key string, rec *roomRecord) er
 	if err := p.r.finishBelugaSession(ctx, *r); err != nil {
 		return fmt.Errorf("beluga session: %w", err)
 	}
-	var failed error
-	var done []uint
-	for i, h := range p.r.hooks.all {
-		if h.OnSessionEnded == nil || !containsID(rec.EndedPending, uint(i)) {
+	// failed: a hook returned an error (retried); unknown: a name no hook
+	// has (dead-lettered, but only once nothing is left to retry).
+	var failed, unknown error
+	var done hookNames
+	for _, name := range rec.EndedPending {
+		h, err := p.r.hooks.endedHook(name)
+		if err != nil {
+			unknown = cmp.Or(unknown, err)
 			continue
 		}
-		if err := p.callEnded(ctx, h.OnSessionEnded, *r); err != nil {
-			if failed == nil {
-				failed = fmt.Errorf("hook OnSessionEnded: %w", err)
-			}
+		p.warnIfLegacy(name, h.name)
+		if err := p.callEnded(ctx, h, *r); err != nil {
+			failed = cmp.Or(failed, fmt.Errorf("hook %s: %w", h.name, err))
 			continue
 		}
-		done = append(done, uint(i))
+		done = append(done, name)
 	}
 	_, err = p.rooms.update(ctx, key, nil, func(cur *roomRecord) (*roomRecord, error) {
 		if cur == nil || cur.Delivered {
 			return nil, nil
 		}
 		next := *cur
-		next.EndedPending = removeIDs(cur.EndedPending, done)
+		next.EndedPending = cur.EndedPending.without(done)
 		next.Delivered = failed == nil && len(next.EndedPending) == 0
 		return &next, nil
 	})
-	if failed != nil {
-		return failed
-	}
-	return err
+	return cmp.Or(failed, err, unknown)
 }
 
-func (p *processor) callEnded(ctx context.Context, f func(context.Context, Report) error, r Report) error {
-	return p.invokeHook(ctx, "OnSessionEnded", func(ctx context.Context) error { return f(ctx, r) },
+func (p *processor) callEnded(ctx context.Context, h endedHook, r Report) error {
+	return p.invokeHook(ctx, h.name, func(ctx context.Context) error { return h.fn(ctx, r) },
 		attribute.String(attrSession, r.SessionID), attribute.String(attrRoomSID, r.RoomSID))
 }
 

@@ -11,26 +11,31 @@ import (
 )
 
 // runHooks calls the pending hooks of event id, records the successes, and
-// returns the first failure.
+// returns the first failure. A pending name no hook has now fails the event
+// (retried, then dead-lettered) and is never run as another hook.
 func (p *processor) runHooks(ctx context.Context, key, id string, ev *livekit.WebhookEvent, rec *roomRecord, cache *recordCache) error {
 	pending := rec.Pending[id]
 	if len(pending) == 0 {
 		return nil
 	}
 	view := rec.State.Session()
-	var done []uint
+	var done hookNames
 	var firstErr error
-	for _, h := range p.r.hooks.forEvent(ev.Event) {
-		if !containsID(pending, h.id) {
-			continue
+	for _, name := range pending {
+		h, err := p.r.hooks.eventHook(name, ev.Event)
+		if err == nil {
+			p.warnIfLegacy(name, h.name)
+			if err = p.callHook(ctx, h, ev, view); err != nil {
+				err = fmt.Errorf("hook %s: %w", h.name, err)
+			}
 		}
-		if err := p.callHook(ctx, h, ev, view); err != nil {
+		if err != nil {
 			if firstErr == nil {
-				firstErr = fmt.Errorf("hook %s: %w", h.name, err)
+				firstErr = err
 			}
 			continue
 		}
-		done = append(done, h.id)
+		done = append(done, name)
 	}
 	if len(done) > 0 {
 		_, err := p.rooms.update(ctx, key, cache, func(cur *roomRecord) (*roomRecord, error) {
@@ -39,7 +44,7 @@ func (p *processor) runHooks(ctx context.Context, key, id string, ev *livekit.We
 			}
 			next := *cur
 			next.Pending = clonePending(cur.Pending)
-			left := removeIDs(next.Pending[id], done)
+			left := next.Pending[id].without(done)
 			if len(left) == 0 {
 				delete(next.Pending, id)
 			} else {
@@ -52,6 +57,16 @@ func (p *processor) runHooks(ctx context.Context, key, id string, ev *livekit.We
 		}
 	}
 	return firstErr
+}
+
+// warnIfLegacy logs a call owed by registration position (recorded by an
+// older version) as it is mapped to a hook: right unless the hooks changed
+// across the upgrade.
+func (p *processor) warnIfLegacy(recorded, hook string) {
+	if isLegacyName(recorded) {
+		p.r.log.Warn("hook call recorded by position by an older version; calling the hook at that position now",
+			"position", recorded[1:], "hook", hook)
+	}
 }
 
 func (p *processor) callHook(ctx context.Context, h boundHook, ev *livekit.WebhookEvent, view Session) error {
@@ -80,32 +95,13 @@ func (p *processor) invokeHook(ctx context.Context, name string, f func(context.
 	return f(ctx)
 }
 
-func clonePending(m map[string][]uint) map[string][]uint {
+func clonePending(m map[string]hookNames) map[string]hookNames {
 	if m == nil {
 		return nil
 	}
-	out := make(map[string][]uint, len(m))
+	out := make(map[string]hookNames, len(m))
 	for k, v := range m {
 		out[k] = v
-	}
-	return out
-}
-
-func containsID(ids []uint, id uint) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
-}
-
-func removeIDs(ids, done []uint) []uint {
-	out := make([]uint, 0, len(ids))
-	for _, x := range ids {
-		if !containsID(done, x) {
-			out = append(out, x)
-		}
 	}
 	return out
 }

@@ -2,6 +2,9 @@ package livekitwebhook
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strconv"
 
 	"github.com/livekit/protocol/livekit"
 )
@@ -16,7 +19,24 @@ type EventHook func(ctx context.Context, ev *livekit.WebhookEvent, s Session) er
 // returned nil: the success is recorded durably before the event is acked.
 // Only a crash between a hook's return and that record repeats a call, so a
 // hook with outside effects should still be idempotent by event id.
+//
+// Hooks still owed a call (a failing hook awaiting its retry) are recorded
+// by name, so that a retry after a redeploy calls the same hook. Each
+// non-nil field of a registration is one hook, named "Name/Field" (such as
+// "billing/OnSessionEnded") when Name is set; otherwise by its field, with
+// "#2", "#3" … for later unnamed registrations that set the same field
+// ("OnSessionEnded#2"). Adding, removing or reordering hooks of other fields
+// never renames a hook; give a registration a Name when several set the
+// same field. A recorded name no registration has any more (the hook was
+// removed or renamed) is never run as another hook: it fails the event,
+// which is dead-lettered after Config.MaxAttempts (meanwhile a replica not
+// yet redeployed may still run it), or dead-letters the report at once,
+// with ErrUnknownHook.
 type Hooks struct {
+	// Name names these hooks in durable state (see above); unique among
+	// the registrations of a Receiver.
+	Name string
+
 	OnRoomStarted        EventHook
 	OnRoomFinished       EventHook
 	OnParticipantJoined  EventHook
@@ -35,8 +55,9 @@ type Hooks struct {
 }
 
 // ComposeHooks merges several Hooks into one: for each field the non-nil
-// functions run in order and the first error stops the chain. Prefer passing
-// several Hooks to WithHooks when each should be retried on its own.
+// functions run in order and the first error stops the chain. The result is
+// unnamed (Names are not merged). Prefer passing several Hooks to WithHooks
+// when each should be retried on its own.
 func ComposeHooks(hooks ...Hooks) Hooks {
 	var out Hooks
 	for _, slot := range eventSlots {
@@ -114,37 +135,87 @@ var eventSlots = []eventSlot{
 // boundHook is one (Hooks value, slot) pair, the unit of retry and of the
 // "called once per event id" record.
 type boundHook struct {
-	id   uint   // bit index in the pending mask
-	name string // for spans and errors
-	fn   EventHook
+	name  string // durable: recorded while a call is owed (see Hooks)
+	event string // the slot's event; "" for OnEvent
+	fn    EventHook
 }
 
-// hookTable lists, per event name, the hooks it triggers. Built once.
+// endedHook is one OnSessionEnded function with its durable name.
+type endedHook struct {
+	name string
+	fn   func(context.Context, Report) error
+}
+
+// hookTable lists, per event name, the hooks it triggers, and finds the
+// hooks a record names. Built once.
 type hookTable struct {
 	byEvent  map[string][]boundHook
 	anyEvent []boundHook
+	ended    []endedHook
 	all      []Hooks
+
+	// By durable name, plus "#<n>" aliases: records written before hooks
+	// had names hold registration positions (see hookNames), read through
+	// today's registration order.
+	eventByName map[string]boundHook
+	endedByName map[string]endedHook
 }
 
-func newHookTable(all []Hooks) hookTable {
-	t := hookTable{byEvent: map[string][]boundHook{}, all: all}
-	var id uint
+// ErrUnknownHook: a record owes a call to a hook no registration of this
+// process has (removed or renamed since the call was recorded). The event
+// or report is dead-lettered; replay it once a build with the hook runs.
+var ErrUnknownHook = errors.New("livekit webhook: hook not registered")
+
+// errDuplicateHooksName: two registrations share a Hooks.Name.
+var errDuplicateHooksName = errors.New("two Hooks share a Name")
+
+func newHookTable(all []Hooks) (hookTable, error) {
+	t := hookTable{byEvent: map[string][]boundHook{}, all: all,
+		eventByName: map[string]boundHook{}, endedByName: map[string]endedHook{}}
+	unnamed := map[string]int{} // unnamed registrations so far, per field
+	named := map[string]bool{}
+	var legacy uint // position numbering of older versions: every event hook in order
 	for i := range all {
+		h := &all[i]
+		if h.Name != "" {
+			if named[h.Name] {
+				return hookTable{}, fmt.Errorf("%w: %q", errDuplicateHooksName, h.Name)
+			}
+			named[h.Name] = true
+		}
+		name := func(field string) string {
+			if h.Name != "" {
+				return h.Name + "/" + field
+			}
+			unnamed[field]++
+			if n := unnamed[field]; n > 1 {
+				return field + "#" + strconv.Itoa(n)
+			}
+			return field
+		}
 		for _, slot := range eventSlots {
-			f := *slot.field(&all[i])
+			f := *slot.field(h)
 			if f == nil {
 				continue
 			}
-			b := boundHook{id: id, name: slot.name, fn: f}
-			id++
+			b := boundHook{name: name(slot.name), event: slot.event, fn: f}
+			t.eventByName[b.name] = b
+			t.eventByName[legacyName(legacy)] = b
+			legacy++
 			if slot.event == "" {
 				t.anyEvent = append(t.anyEvent, b)
 			} else {
 				t.byEvent[slot.event] = append(t.byEvent[slot.event], b)
 			}
 		}
+		if h.OnSessionEnded != nil {
+			e := endedHook{name: name("OnSessionEnded"), fn: h.OnSessionEnded}
+			t.ended = append(t.ended, e)
+			t.endedByName[e.name] = e
+			t.endedByName[legacyName(uint(i))] = e // older versions: the Hooks value's index
+		}
 	}
-	return t
+	return t, nil
 }
 
 // forEvent returns the hooks an event triggers, specific ones first.
@@ -155,4 +226,47 @@ func (t hookTable) forEvent(event string) []boundHook {
 	}
 	out := make([]boundHook, 0, len(spec)+len(t.anyEvent))
 	return append(append(out, spec...), t.anyEvent...)
+}
+
+// eventHook finds the hook a record names for an event. A hook of another
+// event is not it: only a position from an older version can point there.
+func (t hookTable) eventHook(name, event string) (boundHook, error) {
+	b, ok := t.eventByName[name]
+	if !ok || (b.event != "" && b.event != event) {
+		return boundHook{}, unknownHook(name)
+	}
+	return b, nil
+}
+
+// endedHook finds the OnSessionEnded hook a record names.
+func (t hookTable) endedHook(name string) (endedHook, error) {
+	e, ok := t.endedByName[name]
+	if !ok {
+		return endedHook{}, unknownHook(name)
+	}
+	return e, nil
+}
+
+func unknownHook(name string) error {
+	if isLegacyName(name) {
+		return fmt.Errorf("%w: a call is owed to the hook at registration position %s (recorded by an older version) and no hook of this event is there now", ErrUnknownHook, name[1:])
+	}
+	return fmt.Errorf("%w: a call is owed to hook %q and no registration has that name now (removed or renamed?)", ErrUnknownHook, name)
+}
+
+// eventNames and endedNames are what a record owes: the durable names.
+func eventNames(hooks []boundHook) hookNames {
+	out := make(hookNames, len(hooks))
+	for i, h := range hooks {
+		out[i] = h.name
+	}
+	return out
+}
+
+func (t hookTable) endedNames() hookNames {
+	out := make(hookNames, len(t.ended))
+	for i, e := range t.ended {
+		out[i] = e.name
+	}
+	return out
 }

@@ -37,7 +37,8 @@ type options struct {
 func WithKeyProvider(kp auth.KeyProvider) Option { return func(o *options) { o.keys = kp } }
 
 // WithHooks adds hooks. Each Hooks value (and each of its fields) is retried
-// and recorded on its own; call it several times to add more.
+// and recorded on its own, by name (see Hooks); call it several times to add
+// more.
 func WithHooks(h ...Hooks) Option { return func(o *options) { o.hooks = append(o.hooks, h...) } }
 
 // WithCorrelator maps rooms to backend sessions (overrides

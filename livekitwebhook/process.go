@@ -220,7 +220,7 @@ func (p *processor) handleEvent(ctx context.Context, msg jetstream.Msg, cache *r
 	ev := &livekit.WebhookEvent{}
 	if err := decodeOpts.Unmarshal(msg.Data(), ev); err != nil {
 		// Verified at intake, so this is a bug or a tampered store: keep it.
-		p.deadLetter(pctx, msg, nil, id, fmt.Errorf("decode stored event: %w", err), attempt)
+		p.deadLetter(pctx, msg, msg.Headers().Get(engine.HeaderEvent), nil, id, fmt.Errorf("decode stored event: %w", err), attempt)
 		return
 	}
 	if id == "" {
@@ -246,7 +246,7 @@ func (p *processor) handleEvent(ctx context.Context, msg jetstream.Msg, cache *r
 	}
 	p.r.callOnError(pctx, ev, err)
 	if attempt >= p.r.cfg.MaxAttempts {
-		p.deadLetter(pctx, msg, ev, id, err, attempt)
+		p.deadLetter(pctx, msg, msg.Headers().Get(engine.HeaderEvent), ev, id, err, attempt)
 		return
 	}
 	tel.retries.Add(pctx, 1, label("event", ev.Event))
@@ -352,13 +352,9 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 		next.State, justApplied = lifecycle.Apply(next.State, ev)
 		if hooks := p.r.hooks.forEvent(ev.Event); justApplied && len(hooks) > 0 {
 			if next.Pending == nil {
-				next.Pending = map[string][]uint{}
+				next.Pending = map[string]hookNames{}
 			}
-			ids := make([]uint, len(hooks))
-			for i, h := range hooks {
-				ids[i] = h.id
-			}
-			next.Pending[id] = ids
+			next.Pending[id] = eventNames(hooks)
 		}
 		if next.State.Finished() && next.FinalizeDueMs == 0 {
 			next.FinalizeDueMs = time.Now().Add(p.r.d.grace).UnixMilli()
@@ -436,12 +432,8 @@ func (p *processor) applyRoomless(ctx context.Context, ev *livekit.WebhookEvent,
 		if cur != nil {
 			return nil, nil
 		}
-		ids := make([]uint, len(hooks))
-		for i, h := range hooks {
-			ids[i] = h.id
-		}
 		return &roomRecord{FirstSeenMs: time.Now().UnixMilli(), Reported: false,
-			Pending: map[string][]uint{id: ids}}, nil
+			Pending: map[string]hookNames{id: eventNames(hooks)}}, nil
 	})
 	if err != nil {
 		return err

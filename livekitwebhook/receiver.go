@@ -99,6 +99,10 @@ func New(cfg Config, opts ...Option) (*Receiver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("livekitwebhook: metrics: %w", err)
 	}
+	hooks, err := newHookTable(o.hooks)
+	if err != nil {
+		return nil, core.NewError("livekitwebhook.new", core.ErrInvalidInput, "invalid hooks", err)
+	}
 	log := o.logger
 	if log == nil {
 		log = slog.Default()
@@ -111,7 +115,7 @@ func New(cfg Config, opts ...Option) (*Receiver, error) {
 		verifier:   verify.New(kp, vopts...),
 		events:     cfg.eventSet(),
 		tel:        tel,
-		hooks:      newHookTable(o.hooks),
+		hooks:      hooks,
 		correlator: corr,
 	}, nil
 }

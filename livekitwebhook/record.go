@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -17,7 +18,7 @@ type roomRecord struct {
 	State lifecycle.State `json:"s"`
 	// Pending lists, per applied event id, the hooks that have not succeeded
 	// yet. An entry disappears once they all have.
-	Pending map[string][]uint `json:"p,omitempty"`
+	Pending map[string]hookNames `json:"p,omitempty"`
 	// FirstSeenMs is when this receiver first saw the room (processing
 	// clock): the start of MaxSessionAge.
 	FirstSeenMs int64 `json:"fs"`
@@ -30,8 +31,62 @@ type roomRecord struct {
 	Report   *Report `json:"report,omitempty"`
 	// EndedPending are the OnSessionEnded hooks not yet succeeded; Delivered
 	// is set once the report is stored, published and handed to them.
-	EndedPending []uint `json:"ep,omitempty"`
-	Delivered    bool   `json:"del,omitempty"`
+	EndedPending hookNames `json:"ep,omitempty"`
+	Delivered    bool      `json:"del,omitempty"`
+}
+
+// hookNames are the durable names of the hooks a call is owed to (see
+// Hooks). Versions before hooks had names stored registration positions,
+// JSON numbers: they decode as "#<n>" and are read through today's
+// registration order, which is how those versions read them.
+type hookNames []string
+
+func (h *hookNames) UnmarshalJSON(b []byte) error {
+	var names []string
+	if err := json.Unmarshal(b, &names); err == nil {
+		*h = names
+		return nil
+	}
+	var positions []uint
+	if err := json.Unmarshal(b, &positions); err != nil {
+		return err
+	}
+	*h = make(hookNames, len(positions))
+	for i, n := range positions {
+		(*h)[i] = legacyName(n)
+	}
+	return nil
+}
+
+func legacyName(position uint) string { return "#" + strconv.FormatUint(uint64(position), 10) }
+
+// isLegacyName tells a position from an older version from a name.
+func isLegacyName(name string) bool {
+	if len(name) < 2 || name[0] != '#' {
+		return false
+	}
+	_, err := strconv.ParseUint(name[1:], 10, 64)
+	return err == nil
+}
+
+func (h hookNames) contains(name string) bool {
+	for _, x := range h {
+		if x == name {
+			return true
+		}
+	}
+	return false
+}
+
+// without returns h less the names in done.
+func (h hookNames) without(done hookNames) hookNames {
+	out := make(hookNames, 0, len(h))
+	for _, x := range h {
+		if !done.contains(x) {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 // rooms wraps the rooms bucket with typed, revisioned access.

@@ -194,6 +194,70 @@ func TestTracesMetricsLogs(t *testing.T) {
 	}
 }
 
+// TestReportSpanUnderRoomFinished: the report span is a child of the
+// processing span of the room_finished that scheduled it (through the
+// task's headers), in the same trace, and the OnSessionEnded hook spans are
+// children of the report span.
+func TestReportSpanUnderRoomFinished(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	var hc hookCounter
+	tr := startReceiver(t, testConfig(t), WithTracerProvider(tp),
+		WithHooks(hc.hooks(), Hooks{Name: "billing", OnSessionEnded: func(context.Context, Report) error { return nil }}))
+	t0 := time.Now().Unix()
+	postEvent(t, tr.url, roomEvent("EV_rspan000001", "room_started", "rspan", "RM_rspan", t0))
+	postEvent(t, tr.url, roomEvent("EV_rspan000002", "room_finished", "rspan", "RM_rspan", t0+3))
+	find := func(pred func(tracetest.SpanStub) bool) []tracetest.SpanStub {
+		var out []tracetest.SpanStub
+		for _, s := range exp.GetSpans() {
+			if pred(s) {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	attr := func(s tracetest.SpanStub, k string) string {
+		for _, a := range s.Attributes {
+			if string(a.Key) == k {
+				return a.Value.Emit()
+			}
+		}
+		return ""
+	}
+	var reports []tracetest.SpanStub
+	eventually(t, 15*time.Second, "report span", func() bool {
+		reports = find(func(s tracetest.SpanStub) bool { return s.Name == spanReport })
+		return len(reports) > 0
+	})
+	finished := find(func(s tracetest.SpanStub) bool {
+		return s.Name == spanProcess && attr(s, attrEventID) == "EV_rspan000002"
+	})
+	report := reports[0]
+	var parent *tracetest.SpanStub // a retried room_finished has several
+	for i, p := range finished {
+		if report.Parent.SpanID() == p.SpanContext.SpanID() && report.SpanContext.TraceID() == p.SpanContext.TraceID() {
+			parent = &finished[i]
+		}
+	}
+	if parent == nil {
+		t.Fatalf("report span (trace %s, parent %s) is not a child of any of the %d process spans of room_finished",
+			report.SpanContext.TraceID(), report.Parent.SpanID(), len(finished))
+	}
+	hooks := find(func(s tracetest.SpanStub) bool {
+		return s.Name == spanHook && strings.HasSuffix(attr(s, attrHook), "OnSessionEnded")
+	})
+	got := map[string]bool{}
+	for _, h := range hooks {
+		if h.Parent.SpanID() != report.SpanContext.SpanID() {
+			t.Errorf("hook span %s is not a child of the report span", attr(h, attrHook))
+		}
+		got[attr(h, attrHook)] = true
+	}
+	if !got["OnSessionEnded"] || !got["billing/OnSessionEnded"] {
+		t.Errorf("OnSessionEnded hook spans %v", got)
+	}
+}
+
 // backlogGauge reads livekitwebhook.backlog for one stage (-1: not observed).
 func backlogGauge(t *testing.T, reader *sdkmetric.ManualReader, stage string) int64 {
 	t.Helper()

@@ -25,7 +25,9 @@ const dlqUsage = `usage: lkwebhook dlq list   [--url URL] [--admin-token T] [--j
        lkwebhook dlq replay (--id EVENT_ID | --all) [--url URL] [--admin-token T]
 
 Lists or replays the receiver's dead letters (events whose processing failed
-max_attempts times) through its admin API: GET URL/voice/livekit/dlq and
+max_attempts times, and events or session reports that owe a call to a hook
+no longer registered: replay them once it is) through its admin API:
+GET URL/voice/livekit/dlq and
 POST URL/voice/livekit/dlq/replay. A --url with a path is used as the DLQ
 path. Without an admin token the receiver answers loopback clients only.
 
