@@ -42,7 +42,7 @@ func (p *processor) deadLetter(ctx context.Context, msg jetstream.Msg, ev *livek
 		return
 	}
 	_ = msg.Ack()
-	p.r.tel.deadLetters.Add(ctx, 1, label("event", name))
+	p.r.tel.deadLetters.Add(ctx, 1, label("event", eventLabel(name)))
 	p.r.log.Error("event dead-lettered", withTrace(ctx, []any{"event", name, "event_id", id,
 		"attempts", attempt, "error", cause.Error()})...)
 	if ev != nil {
