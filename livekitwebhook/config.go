@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -82,10 +83,21 @@ type Config struct {
 	// BelugaAgentID is the agent id given to SessionService.Create.
 	BelugaAgentID string `json:"beluga_agent_id" default:"livekit"`
 
-	// AdminToken protects the sessions, DLQ and metrics endpoints; without
-	// it they answer loopback clients only.
+	// AdminToken protects the sessions, DLQ, reconcile and metrics
+	// endpoints; without it they answer local clients only (see AdminGuard).
 	AdminToken string `json:"admin_token"`
+
+	// Dev is development mode, as livekit-server --dev: API secrets shorter
+	// than MinSecretLength are accepted (the dev key is devkey/secret).
+	Dev bool `json:"dev"`
+	// MaxConnections caps the concurrent connections of `lkwebhook serve`;
+	// beyond it a connection is answered 503 with Retry-After and closed.
+	MaxConnections int `json:"max_connections" default:"1024" min:"1"`
 }
+
+// MinSecretLength is the shortest API secret accepted outside Dev, as
+// livekit-server requires.
+const MinSecretLength = 32
 
 // DefaultConfig returns a Config with every default applied.
 func DefaultConfig() Config { return Config{}.withDefaults() }
@@ -219,6 +231,30 @@ func (c Config) keySet() (map[string]string, error) {
 		}
 	}
 	return keys, nil
+}
+
+// checkSecrets refuses secrets shorter than MinSecretLength outside Dev,
+// naming the key, never the secret.
+func (c Config) checkSecrets(keys map[string]string) error {
+	if c.Dev {
+		return nil
+	}
+	var short []string
+	for k, s := range keys {
+		if len(s) < MinSecretLength {
+			short = append(short, k)
+		}
+	}
+	if len(short) == 0 {
+		return nil
+	}
+	slices.Sort(short)
+	which := fmt.Sprintf("key %q", short[0])
+	if len(short) > 1 {
+		which = fmt.Sprintf("keys %q", short)
+	}
+	return fmt.Errorf("%w: the secret of %s has fewer than %d characters (livekit-server refuses such keys too); "+
+		"use a longer secret, or dev mode (dev: true, serve --dev) for local work", ErrSecretTooShort, which, MinSecretLength)
 }
 
 // eventSet parses Events; nil means all.

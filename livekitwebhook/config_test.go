@@ -48,7 +48,7 @@ func TestLoadConfigFromEnv(t *testing.T) {
 func TestLoadConfigJSONAndKeyFile(t *testing.T) {
 	dir := t.TempDir()
 	kf := filepath.Join(dir, "keys.yaml")
-	if err := os.WriteFile(kf, []byte("filekey: filesecret\n"), 0o600); err != nil {
+	if err := os.WriteFile(kf, []byte("filekey: filesecret-0123456789abcdefghijklmnop\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cf := filepath.Join(dir, "c.json")

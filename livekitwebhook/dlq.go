@@ -48,7 +48,7 @@ func (p *processor) deadLetter(ctx context.Context, msg jetstream.Msg, name stri
 		return
 	}
 	_ = msg.Ack()
-	p.r.tel.deadLetters.Add(ctx, 1, label("event", name))
+	p.r.tel.deadLetters.Add(ctx, 1, label("event", eventLabel(name)))
 	p.r.log.Error("event dead-lettered", withTrace(ctx, []any{"event", name, "event_id", id,
 		"attempts", attempt, "error", cause.Error()})...)
 	p.r.callOnError(ctx, ev, fmt.Errorf("dead-lettered after %d attempts: %w", attempt, cause))

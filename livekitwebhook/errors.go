@@ -35,6 +35,10 @@ var (
 	ErrBodyRead          = errors.New("livekit webhook: could not read request body") // 400
 )
 
+// ErrSecretTooShort: New refuses an API secret shorter than MinSecretLength
+// outside Config.Dev.
+var ErrSecretTooShort = errors.New("livekitwebhook: API secret too short")
+
 // RefusalError is a refused webhook request: the HTTP status, a stable
 // reason label (also the metric label and log field) and the cause.
 type RefusalError struct {

@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/lifecycle"
@@ -135,9 +136,12 @@ func (r *Receiver) intake(ctx context.Context, w http.ResponseWriter, req *http.
 	}
 	id := ev.Id
 	if id == "" {
-		// LiveKit always sends an id; anything else is deduplicated by body.
-		sum := sha256.Sum256(body)
-		id = "body-" + hex.EncodeToString(sum[:16])
+		// LiveKit always sends an id; anything else is deduplicated by what
+		// it says, not by its bytes, so the same event serialized again is
+		// one event.
+		if id, err = canonicalID(ev); err != nil {
+			return ev, "", fmt.Errorf("%w: %v", ErrMalformedEvent, err)
+		}
 	}
 	if eng == nil {
 		return ev, "", ErrEngineUnavailable
@@ -175,13 +179,28 @@ func (r *Receiver) verifyAndDecode(authorization, legacySig string, body []byte)
 	}
 	ev := &livekit.WebhookEvent{}
 	if err := decodeOpts.Unmarshal(body, ev); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformedEvent, err)
+		return nil, malformedError(body, err)
 	}
 	if ev.Event == "" {
 		return ev, fmt.Errorf("%w: no event name", ErrMalformedEvent)
 	}
 	return ev, nil
 }
+
+// canonicalID is the dedupe key of an event without an id: a hash of its
+// deterministic binary form, the same whatever the JSON's field order,
+// whitespace or number spelling (fields the schema does not know are
+// dropped by decoding and do not count).
+func canonicalID(ev *livekit.WebhookEvent) (string, error) {
+	b, err := canonicalMarshal.Marshal(ev)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return "canon-" + hex.EncodeToString(sum[:16]), nil
+}
+
+var canonicalMarshal = proto.MarshalOptions{Deterministic: true}
 
 // readBody reads at most MaxBodyBytes, refusing larger bodies without
 // reading them through.

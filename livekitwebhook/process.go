@@ -232,7 +232,7 @@ func (p *processor) handleEvent(ctx context.Context, msg jetstream.Msg, cache *r
 	stopBeat := keepInProgress(msg)
 	err := p.apply(pctx, ev, id, span, cache)
 	stopBeat()
-	tel.procLatency.Record(pctx, time.Since(start).Seconds(), label("event", ev.Event))
+	tel.procLatency.Record(pctx, time.Since(start).Seconds(), label("event", eventLabel(ev.Event)))
 	if err == nil {
 		_ = msg.Ack()
 		return
@@ -249,7 +249,7 @@ func (p *processor) handleEvent(ctx context.Context, msg jetstream.Msg, cache *r
 		p.deadLetter(pctx, msg, msg.Headers().Get(engine.HeaderEvent), ev, id, err, attempt)
 		return
 	}
-	tel.retries.Add(pctx, 1, label("event", ev.Event))
+	tel.retries.Add(pctx, 1, label("event", eventLabel(ev.Event)))
 	p.r.log.Warn("event failed, will retry", withTrace(pctx, []any{
 		"event", ev.Event, "event_id", id, "attempt", attempt, "error", err.Error()})...)
 	_ = msg.NakWithDelay(backoff(attempt))
@@ -365,7 +365,7 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 		return err
 	}
 	if late {
-		p.r.tel.lateEvents.Add(ctx, 1, label("event", ev.Event))
+		p.r.tel.lateEvents.Add(ctx, 1, label("event", eventLabel(ev.Event)))
 		p.r.log.Info("event after the session was reported", withTrace(ctx, []any{"event", ev.Event, "event_id", id, "room_sid", sid})...)
 		return nil
 	}

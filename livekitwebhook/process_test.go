@@ -196,7 +196,7 @@ func TestFailingHookRetriesThenDeadLettersThenReplays(t *testing.T) {
 		t.Fatalf("OnError called %d times", errs.Load())
 	}
 	fail.Store(false)
-	res, err := http.Post(tr.base+"/voice/livekit/dlq/replay?all=true", "", nil)
+	res, err := http.Post(tr.base+"/voice/livekit/dlq/replay?all=true", "application/json", nil)
 	if err != nil || res.StatusCode != 200 {
 		t.Fatalf("replay: %v %v", err, res)
 	}

@@ -67,6 +67,9 @@ func New(cfg Config, opts ...Option) (*Receiver, error) {
 		return nil, core.NewError("livekitwebhook.new", core.ErrInvalidInput, "invalid config", err)
 	}
 	keys, err := cfg.keySet()
+	if err == nil {
+		err = cfg.checkSecrets(keys)
+	}
 	if err != nil {
 		return nil, core.NewError("livekitwebhook.new", core.ErrInvalidInput, "invalid keys", err)
 	}

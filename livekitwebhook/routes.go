@@ -19,8 +19,8 @@ func (r *Receiver) Routes() map[string]http.Handler {
 		base:            sessions,
 		base + "/":      sessions,
 		dlq:             r.adminOnly(http.HandlerFunc(r.serveDLQ)),
-		dlq + "/replay": r.adminOnly(http.HandlerFunc(r.serveReplay)),
-		base[:strings.LastIndex(base, "/")+1] + "reconcile": r.adminOnly(http.HandlerFunc(r.serveReconcile)),
+		dlq + "/replay": r.adminAction(http.HandlerFunc(r.serveReplay)),
+		base[:strings.LastIndex(base, "/")+1] + "reconcile": r.adminAction(http.HandlerFunc(r.serveReconcile)),
 	}
 }
 

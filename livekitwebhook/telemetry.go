@@ -201,10 +201,33 @@ var (
 	labelCount    atomic.Int64
 )
 
-func (t *telemetry) countRequest(ctx context.Context, event, outcome string) {
-	if event == "" {
-		event = "unknown"
+// knownEvents are the events LiveKit sends (livekit/protocol
+// webhook/consts.go); the metric label "event" takes only these, "other"
+// and "unknown", since any string a signed body carries would be a series.
+var knownEvents = map[string]bool{
+	"room_started": true, "room_finished": true,
+	"participant_joined": true, "participant_left": true, "participant_connection_aborted": true,
+	"track_published": true, "track_unpublished": true,
+	"egress_started": true, "egress_updated": true, "egress_ended": true,
+	"ingress_started": true, "ingress_ended": true,
+	"agent_job_pending": true, "agent_job_started": true, "agent_job_ended": true,
+}
+
+// eventLabel is the metric label of an event name: the name of a known
+// event, "other", or "unknown" before an event was read.
+func eventLabel(name string) string {
+	switch {
+	case name == "":
+		return "unknown"
+	case knownEvents[name]:
+		return name
+	default:
+		return "other"
 	}
+}
+
+func (t *telemetry) countRequest(ctx context.Context, event, outcome string) {
+	event = eventLabel(event)
 	k := event + "\x00" + outcome
 	o, ok := requestLabels.Load(k)
 	if !ok {

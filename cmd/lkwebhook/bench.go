@@ -529,7 +529,9 @@ func startBenchReceiver(ctx context.Context, key, secret string) (string, *livek
 		return "", nil, nil, err
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	recv, err := livekitwebhook.New(livekitwebhook.Config{APIKey: key, APISecret: secret, DataDir: dir},
+	// Dev: the default key is the dev key devkey/secret; the target is a
+	// throwaway on loopback.
+	recv, err := livekitwebhook.New(livekitwebhook.Config{APIKey: key, APISecret: secret, DataDir: dir, Dev: true},
 		livekitwebhook.WithLogger(quiet))
 	if err != nil {
 		_ = os.RemoveAll(dir)

@@ -29,7 +29,9 @@ max_attempts times, and events or session reports that owe a call to a hook
 no longer registered: replay them once it is) through its admin API:
 GET URL/voice/livekit/dlq and
 POST URL/voice/livekit/dlq/replay. A --url with a path is used as the DLQ
-path. Without an admin token the receiver answers loopback clients only.
+path. Without an admin token the receiver answers local clients only
+(loopback, not through a proxy), and serve on a non-loopback address turns
+these endpoints off.
 
 Flags:
 `
@@ -159,6 +161,11 @@ func (c adminClient) do(ctx context.Context, method, u string, out any) ([]byte,
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	req.Header.Set("Accept", "application/json")
+	if method != http.MethodGet {
+		// The receiver refuses state changes in a form a web page could
+		// forge; a JSON request is not one.
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, err
@@ -183,7 +190,7 @@ func (c adminClient) do(ctx context.Context, method, u string, out any) ([]byte,
 		case http.StatusUnauthorized:
 			msg += " (set --admin-token or LKWEBHOOK_ADMIN_TOKEN to the receiver's admin token)"
 		case http.StatusForbidden:
-			msg += " (without an admin token the receiver answers loopback clients only)"
+			msg += " (without an admin token the receiver answers local clients only: loopback, not through a proxy; on a non-loopback address serve needs --admin-token)"
 		}
 		return raw, fmt.Errorf("%s", msg)
 	}

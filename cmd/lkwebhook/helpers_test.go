@@ -21,6 +21,7 @@ func startTestReceiver(t *testing.T, cfg livekitwebhook.Config, opts ...livekitw
 	if cfg.APIKey == "" {
 		cfg.APIKey, cfg.APISecret = "devkey", "secret"
 	}
+	cfg.Dev = true // the CLI's default key is the dev key devkey/secret
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
 	}

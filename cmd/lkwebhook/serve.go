@@ -49,10 +49,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	natsKey := fs.String("nats-tls-key", "", "NATS TLS client key")
 	replicas := fs.Int("replicas", 0, "stream and bucket replicas on an external cluster")
 	configFile := fs.String("config", "", "JSON config file (livekitwebhook.Config)")
-	dev := fs.Bool("dev", false, "development mode: keys devkey/secret (as livekit-server --dev), bind 127.0.0.1 only")
+	dev := fs.Bool("dev", false, "development mode: keys devkey/secret (as livekit-server --dev; short secrets accepted), bind 127.0.0.1 only")
 	grace := fs.String("finalize-grace", "", "wait for late events after room_finished (default 10s)")
 	maxAge := fs.String("max-session-age", "", "close sessions without room_finished after this age (default 24h)")
-	adminToken := fs.String("admin-token", os.Getenv("LKWEBHOOK_ADMIN_TOKEN"), "token for the sessions, DLQ and metrics endpoints (env LKWEBHOOK_ADMIN_TOKEN)")
+	adminToken := fs.String("admin-token", os.Getenv("LKWEBHOOK_ADMIN_TOKEN"), "token for the sessions, DLQ, reconcile and metrics endpoints (env LKWEBHOOK_ADMIN_TOKEN); without it they answer local clients only, and are off on a non-loopback --addr")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	lkURL := fs.String("livekit-url", os.Getenv("LIVEKIT_URL"), "LiveKit server URL: enables reconciliation through RoomService (env LIVEKIT_URL)")
 	reconcileEvery := fs.Duration("reconcile-interval", time.Minute, "how often to reconcile sessions with LiveKit's room list")
@@ -92,7 +92,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	listen := *addr
 	if *dev {
-		cfg.APIKey, cfg.APISecret = devKey, devSecret
+		cfg.APIKey, cfg.APISecret, cfg.Dev = devKey, devSecret, true
 		listen = loopbackOnly(listen)
 	}
 
@@ -134,13 +134,26 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 1
 	}
 
+	c := recv.Config()
+	// Without a token the admin endpoints trust the network position of a
+	// request; on an address other hosts reach, a proxy or sidecar on this
+	// host can make them public in ways no header reveals. So they are off.
+	adminOff := c.AdminToken == "" && !loopbackListen(listen)
 	mux := http.NewServeMux()
 	for p, h := range recv.Routes() {
+		if adminOff && p != c.Path {
+			h = adminDisabled
+		}
 		mux.Handle(p, h)
 	}
 	mux.Handle("/healthz", healthz(recv))
-	mux.Handle("/metrics", livekitwebhook.AdminGuard(recv.Config().AdminToken,
-		promhttp.HandlerFor(registry, promhttp.HandlerOpts{})))
+	metrics := livekitwebhook.AdminGuard(c.AdminToken, promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+	if adminOff {
+		metrics = adminDisabled
+	}
+	mux.Handle("/metrics", metrics)
+	// The timeouts and the header cap bound what one connection can hold,
+	// max_connections how many there are (see the README's Limits).
 	srv := &http.Server{
 		Addr:              listen,
 		Handler:           mux,
@@ -148,7 +161,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	ln, err := net.Listen("tcp", listen)
@@ -157,14 +170,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		_ = recv.Stop(context.Background())
 		return 1
 	}
-	c := recv.Config()
+	retryAfter, _ := time.ParseDuration(c.RetryAfter) // validated by New
+	ln = newLimitListener(ln, c.MaxConnections, retryAfter)
 	engineDesc := "embedded (data " + c.DataDir + ")"
 	if c.NatsURL != "" {
 		engineDesc = "external " + redactURL(c.NatsURL)
 	}
 	log.Info("lkwebhook serving", "addr", ln.Addr().String(), "webhook_path", c.Path,
-		"sessions_path", c.SessionsPath, "engine", engineDesc, "dev", *dev)
+		"sessions_path", c.SessionsPath, "engine", engineDesc, "dev", *dev, "max_connections", c.MaxConnections)
 	fmt.Fprintf(stdout, "lkwebhook: listening on http://%s%s\n", ln.Addr(), c.Path)
+	if adminOff {
+		log.Warn(adminOffMessage, "addr", ln.Addr().String())
+		fmt.Fprintln(stdout, "lkwebhook: WARNING:", adminOffMessage)
+	}
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -208,6 +226,27 @@ func healthz(recv *livekitwebhook.Receiver) http.Handler {
 		}
 		fmt.Fprintf(w, "{\"status\":%q,\"message\":%q}\n", h.Status, h.Message)
 	})
+}
+
+// adminOffMessage says why the admin endpoints answer 403 admin_disabled.
+const adminOffMessage = "admin endpoints (sessions, DLQ, reconcile, /metrics) are OFF: listening on a non-loopback address " +
+	"without an admin token; set --admin-token (or LKWEBHOOK_ADMIN_TOKEN, admin_token) to use them"
+
+// adminDisabled answers the admin endpoints when adminOffMessage applies.
+var adminDisabled = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusForbidden)
+	fmt.Fprintln(w, `{"error":"Forbidden","reason":"admin_disabled"}`)
+})
+
+// loopbackListen reports whether a listen address binds loopback only.
+func loopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback() || host == "localhost"
 }
 
 // loopbackOnly rewrites a listen address to bind 127.0.0.1.

@@ -58,6 +58,7 @@ func (s *Serve) TryReconcileNow() (st ReconcileStatus, found bool, err error) {
 	if err != nil {
 		return st, false, err
 	}
+	req.Header.Set("Content-Type", "application/json") // the receiver refuses a simple (forgeable) POST
 	if s.opts.AdminToken != "" {
 		req.Header.Set("Authorization", "Bearer "+s.opts.AdminToken)
 	}

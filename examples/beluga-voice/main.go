@@ -79,7 +79,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if cfg.APIKey == "" && cfg.APISecret == "" && strings.TrimSpace(cfg.Keys) == "" && cfg.KeyFile == "" {
-		cfg.APIKey, cfg.APISecret = devKey, devSecret
+		cfg.APIKey, cfg.APISecret, cfg.Dev = devKey, devSecret, true
 		fmt.Fprintln(stdout, "using the development keys devkey/secret (set LIVEKIT_API_KEY and LIVEKIT_API_SECRET)")
 	}
 	cfg.DataDir = *data

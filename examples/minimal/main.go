@@ -55,7 +55,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	cfg := livekitwebhook.DefaultConfig()
 	cfg.APIKey, cfg.APISecret = os.Getenv("LIVEKIT_API_KEY"), os.Getenv("LIVEKIT_API_SECRET")
 	if cfg.APIKey == "" || cfg.APISecret == "" {
-		cfg.APIKey, cfg.APISecret = "devkey", "secret"
+		cfg.APIKey, cfg.APISecret, cfg.Dev = "devkey", "secret", true
 		fmt.Fprintln(out, "using the development keys devkey/secret (set LIVEKIT_API_KEY and LIVEKIT_API_SECRET)")
 	}
 	cfg.DataDir = *data

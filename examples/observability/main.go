@@ -54,7 +54,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	data := fs.String("data", "./data", "embedded engine data directory")
 	grace := fs.String("finalize-grace", "10s", "wait for late events after room_finished before the report")
 	adminToken := fs.String("admin-token", os.Getenv("LKWEBHOOK_ADMIN_TOKEN"),
-		"bearer token for /metrics and the sessions API; without it they answer loopback clients only")
+		"bearer token for /metrics and the sessions API; without it they answer local clients only")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -82,7 +82,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	cfg := livekitwebhook.DefaultConfig()
 	cfg.APIKey, cfg.APISecret = os.Getenv("LIVEKIT_API_KEY"), os.Getenv("LIVEKIT_API_SECRET")
 	if cfg.APIKey == "" || cfg.APISecret == "" {
-		cfg.APIKey, cfg.APISecret = "devkey", "secret"
+		cfg.APIKey, cfg.APISecret, cfg.Dev = "devkey", "secret", true
 		fmt.Fprintln(out, "using the development keys devkey/secret (set LIVEKIT_API_KEY and LIVEKIT_API_SECRET)")
 	}
 	cfg.DataDir = *data

@@ -236,7 +236,7 @@ func TestInstrumentNamesMatchScrape(t *testing.T) {
 	defer func() { _ = meters.Shutdown(context.Background()) }()
 
 	cfg := livekitwebhook.DefaultConfig()
-	cfg.APIKey, cfg.APISecret = "devkey", "secret"
+	cfg.APIKey, cfg.APISecret, cfg.Dev = "devkey", "secret", true
 	cfg.DataDir = t.TempDir()
 	cfg.FinalizeGrace = "100ms"
 	cfg.MaxAttempts = 2
