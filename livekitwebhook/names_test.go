@@ -141,6 +141,26 @@ func TestAbsurdIDsRefused(t *testing.T) {
 	normalSession(t, tr, &hc, "normal-1")
 }
 
+// A session indexed by a version before keys were bounded, under a legacy
+// key longer than the bound, is still found by its id.
+func TestSessionFoundByLegacyKey(t *testing.T) {
+	var hc hookCounter
+	tr := startReceiver(t, testConfig(t), WithHooks(hc.hooks()))
+	normalSession(t, tr, &hc, "legacy-room")
+	id := strings.Repeat("s.", 200)
+	legacy, ok := engine.LegacyKey(id)
+	if !ok || engine.Key(id) == legacy {
+		t.Fatalf("no legacy key for a %d-byte id", len(id))
+	}
+	if _, err := tr.Engine().Names.Put(context.Background(), "session."+legacy, []byte("RM_legacy-room")); err != nil {
+		t.Fatal(err)
+	}
+	s, ok, err := tr.SessionByID(context.Background(), id)
+	if err != nil || !ok || s.RoomSID != "RM_legacy-room" {
+		t.Fatalf("SessionByID through the legacy key: %v %v %+v", ok, err, s)
+	}
+}
+
 // An unsigned GET of a session id past the control line answered 500 and
 // closed the engine's connection; it is a plain 404.
 func TestSessionsAPILongIDIsNotFound(t *testing.T) {

@@ -181,10 +181,10 @@ func legacyKey(s string) string {
 const MaxLegacyKeyLen = 2048
 
 // LegacyKey is the key s had before keys were bounded, when that differs
-// from Key(s) and is short enough to read safely (MaxLegacyKeyLen). Only
-// names of more than MaxNameLen bytes (128 with unsafe characters) have
-// one. Legacy keys longer than that were written (up to the control line)
-// but are not read: their entries are treated as absent.
+// from Key(s) and is short enough to read safely (MaxLegacyKeyLen): safe
+// names of more than MaxNameLen bytes have one, others of more than 127.
+// Legacy keys longer than MaxLegacyKeyLen were written (up to the control
+// line) but are not read: their entries are treated as absent.
 func LegacyKey(s string) (string, bool) {
 	if n := legacyKeyLen(s); n <= MaxNameLen || n > MaxLegacyKeyLen {
 		return "", false
