@@ -66,9 +66,8 @@ func (r *Receiver) correlate(ctx context.Context, s *lifecycle.State, ev *liveki
 // between two creators is settled by the bucket's create-if-absent.
 func (r *Receiver) belugaSession(ctx context.Context, sessionID, roomName, roomSID string) (string, error) {
 	eng := r.engine()
-	key := engine.Key(sessionID)
 	svc := r.opts.sessions
-	if e, err := eng.Beluga.Get(ctx, key); err == nil {
+	if e, err := engine.Lookup(ctx, eng.Beluga, "", sessionID); err == nil {
 		id := string(e.Value())
 		if s, err := svc.Get(ctx, id); err == nil {
 			return id, r.tagBelugaSession(ctx, s.ID, roomName, roomSID, sessionID)
@@ -79,7 +78,7 @@ func (r *Receiver) belugaSession(ctx context.Context, sessionID, roomName, roomS
 		if err != nil {
 			return "", err
 		}
-		if _, err := eng.Beluga.Update(ctx, key, []byte(sess.ID), e.Revision()); err != nil {
+		if _, err := eng.Beluga.Update(ctx, e.Key(), []byte(sess.ID), e.Revision()); err != nil {
 			_ = svc.Delete(ctx, sess.ID)
 			return "", err
 		}
@@ -91,7 +90,7 @@ func (r *Receiver) belugaSession(ctx context.Context, sessionID, roomName, roomS
 	if err != nil {
 		return "", err
 	}
-	if _, err := eng.Beluga.Create(ctx, key, []byte(sess.ID)); err != nil {
+	if _, err := eng.Beluga.Create(ctx, engine.Key(sessionID), []byte(sess.ID)); err != nil {
 		_ = svc.Delete(ctx, sess.ID)
 		if isConflict(err) {
 			return r.belugaSession(ctx, sessionID, roomName, roomSID)

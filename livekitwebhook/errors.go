@@ -30,6 +30,7 @@ var (
 	ErrBodyTooLarge      = errors.New("livekit webhook: body too large")              // 413
 	ErrUnsupportedMedia  = errors.New("livekit webhook: unsupported content type")    // 415
 	ErrMalformedEvent    = errors.New("livekit webhook: malformed event")             // 400
+	ErrIDTooLong         = errors.New("livekit webhook: id too long")                 // 400
 	ErrEngineUnavailable = errors.New("livekit webhook: event store unavailable")     // 503
 	ErrShuttingDown      = errors.New("livekit webhook: shutting down")               // 503
 	ErrBodyRead          = errors.New("livekit webhook: could not read request body") // 400
@@ -68,6 +69,8 @@ func refusal(err error) *RefusalError {
 		return &RefusalError{http.StatusUnsupportedMediaType, "unsupported_media_type", err}
 	case errors.Is(err, ErrMalformedEvent):
 		return &RefusalError{http.StatusBadRequest, "malformed_event", err}
+	case errors.Is(err, ErrIDTooLong):
+		return &RefusalError{http.StatusBadRequest, "id_too_long", err}
 	case errors.Is(err, ErrBodyRead):
 		return &RefusalError{http.StatusBadRequest, "body_read", err}
 	case errors.Is(err, ErrShuttingDown):

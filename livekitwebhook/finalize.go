@@ -117,6 +117,11 @@ func (p *processor) finalize(ctx context.Context, t task) (err error) {
 		}
 		span.End()
 	}()
+	// The task's own key is not used: one written before keys were bounded
+	// may hold a legacy key of any length (see engine.Lookup).
+	if t.Key, err = engine.ResolveKey(ctx, p.eng.Rooms, "", t.SID); err != nil {
+		return err
+	}
 	if time.Since(time.UnixMilli(t.DueMs)) < maxFinalizeWait {
 		if err := p.allApplied(ctx, t); err != nil {
 			return err
@@ -191,7 +196,7 @@ func (p *processor) allApplied(ctx context.Context, t task) error {
 		return err
 	}
 	cons, err := p.eng.JetStream().OrderedConsumer(ctx, engine.StreamEvents, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{engine.RoomEventsSubject(rec.State.RoomName)},
+		FilterSubjects: engine.RoomEventsSubjects(rec.State.RoomName),
 		HeadersOnly:    true,
 	})
 	if err != nil {

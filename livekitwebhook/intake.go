@@ -150,8 +150,10 @@ func (r *Receiver) intake(ctx context.Context, w http.ResponseWriter, req *http.
 	hdr := make(nats.Header, 4)
 	r.tel.propagator.Inject(ctx, propagation.HeaderCarrier(hdr))
 	// One backing array for the values: a request's allocations are intake's
-	// throughput. This is what Header.Set does (nats headers keep case).
-	vals := [...]string{id, room, lifecycle.RoomSID(ev)}
+	// throughput. This is what Header.Set does (nats headers keep case). The
+	// room goes in its routing form (bounded): it only picks a worker and,
+	// replayed from the DLQ, a subject.
+	vals := [...]string{id, engine.Token(room), lifecycle.RoomSID(ev)}
 	hdr[headerEventID] = vals[0:1:1]
 	hdr[headerRoomKey] = vals[1:2:2]
 	if vals[2] != "" {
@@ -184,7 +186,33 @@ func (r *Receiver) verifyAndDecode(authorization, legacySig string, body []byte)
 	if ev.Event == "" {
 		return ev, fmt.Errorf("%w: no event name", ErrMalformedEvent)
 	}
-	return ev, nil
+	return ev, checkIDs(ev)
+}
+
+// maxIDLen bounds the ids LiveKit generates (an "EV_", "RM_" or "PA_"
+// prefix and 12 characters). Names (room names, identities, metadata) are
+// chosen by LiveKit's users and taken at any length: the engine bounds the
+// keys and subjects made of them (engine.Key, engine.Token).
+const maxIDLen = 256
+
+// clipID keeps an id refused as too long out of logs and spans.
+func clipID(id string) string {
+	if len(id) > maxIDLen {
+		return id[:maxIDLen] + "..."
+	}
+	return id
+}
+
+// checkIDs refuses an event whose ids no LiveKit server generates.
+func checkIDs(ev *livekit.WebhookEvent) error {
+	for _, id := range [...]struct{ field, v string }{
+		{"id", ev.Id}, {"room.sid", lifecycle.RoomSID(ev)}, {"participant.sid", ev.GetParticipant().GetSid()},
+	} {
+		if len(id.v) > maxIDLen {
+			return fmt.Errorf("%w: %s of %d bytes (at most %d)", ErrIDTooLong, id.field, len(id.v), maxIDLen)
+		}
+	}
+	return nil
 }
 
 // canonicalID is the dedupe key of an event without an id: a hash of its
@@ -270,7 +298,7 @@ func (r *Receiver) refuse(ctx context.Context, w http.ResponseWriter, req *http.
 	}
 	args := []any{"reason", ref.Reason, "status", ref.Status, "error", ref.Err.Error(), "remote", req.RemoteAddr}
 	if ev != nil {
-		args = append(args, "event", ev.Event, "event_id", ev.Id)
+		args = append(args, "event", ev.Event, "event_id", clipID(ev.Id))
 	}
 	level("webhook refused", withTrace(ctx, args)...)
 	if r.opts.onRefused != nil {
@@ -291,18 +319,18 @@ func eventName(ev *livekit.WebhookEvent) string {
 func eventAttrs(ev *livekit.WebhookEvent) []attribute.KeyValue {
 	kv := []attribute.KeyValue{
 		attribute.String(attrEvent, ev.Event),
-		attribute.String(attrEventID, ev.Id),
+		attribute.String(attrEventID, clipID(ev.Id)),
 	}
 	if n := lifecycle.RoomName(ev); n != "" {
 		kv = append(kv, attribute.String(attrRoomName, n))
 	}
 	if s := lifecycle.RoomSID(ev); s != "" {
-		kv = append(kv, attribute.String(attrRoomSID, s))
+		kv = append(kv, attribute.String(attrRoomSID, clipID(s)))
 	}
 	if p := ev.Participant; p != nil {
 		kv = append(kv,
 			attribute.String(attrPIdent, p.Identity),
-			attribute.String(attrPSID, p.Sid),
+			attribute.String(attrPSID, clipID(p.Sid)),
 			attribute.String(attrPKind, lifecycle.Kind(p)))
 	}
 	return kv

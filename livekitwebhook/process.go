@@ -285,23 +285,25 @@ func backoff(attempt int) time.Duration {
 // the current sid of its room name, else a key of its own.
 func (p *processor) roomKey(ctx context.Context, ev *livekit.WebhookEvent, id string) (key, sid string, err error) {
 	if sid = lifecycle.RoomSID(ev); sid != "" {
-		return engine.Key(sid), sid, nil
+		key, err = engine.ResolveKey(ctx, p.eng.Rooms, "", sid)
+		return key, sid, err
 	}
 	name := lifecycle.RoomName(ev)
 	if name == "" {
-		return "ev." + engine.Key(id), "", nil
+		key, err = engine.ResolveKey(ctx, p.eng.Rooms, "ev.", id)
+		return key, "", err
 	}
-	e, err := p.eng.Names.Get(ctx, "room."+engine.Key(name))
+	e, err := engine.Lookup(ctx, p.eng.Names, "room.", name)
 	switch {
 	case err == nil:
 		sid = string(e.Value())
-		return engine.Key(sid), sid, nil
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		sid = "name:" + name
-		return engine.Key(sid), sid, nil
 	default:
 		return "", "", err
 	}
+	key, err = engine.ResolveKey(ctx, p.eng.Rooms, "", sid)
+	return key, sid, err
 }
 
 // apply folds ev into its room record (once per event id), then runs the

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/lifecycle"
 )
 
@@ -121,6 +122,9 @@ func (r rooms) each(ctx context.Context, f func(rec *roomRecord) error) error {
 	}
 	defer func() { _ = lister.Stop() }()
 	for key := range lister.Keys() {
+		if len(key) > engine.MaxLegacyKeyLen {
+			continue // written before keys were bounded, unsafe to read (engine.LegacyKey)
+		}
 		rec, _, err := r.get(ctx, key)
 		if err != nil {
 			return err

@@ -86,7 +86,7 @@ func (r *Receiver) SessionByID(ctx context.Context, sessionID string) (Session, 
 	if eng == nil {
 		return Session{}, false, ErrEngineUnavailable
 	}
-	e, err := eng.Names.Get(ctx, "session."+engine.Key(sessionID))
+	e, err := engine.Lookup(ctx, eng.Names, "session.", sessionID)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return Session{}, false, nil
 	}
@@ -102,7 +102,11 @@ func (r *Receiver) SessionByRoomSID(ctx context.Context, sid string) (Session, b
 	if eng == nil {
 		return Session{}, false, ErrEngineUnavailable
 	}
-	rec, _, err := rooms{eng.Rooms}.get(ctx, engine.Key(sid))
+	key, err := engine.ResolveKey(ctx, eng.Rooms, "", sid)
+	if err != nil {
+		return Session{}, false, err
+	}
+	rec, _, err := rooms{eng.Rooms}.get(ctx, key)
 	if err != nil || rec == nil {
 		return Session{}, false, err
 	}

@@ -270,7 +270,7 @@ func (r *Receiver) sessionByRoomName(ctx context.Context, name string) (Session,
 	if eng == nil {
 		return Session{}, false, ErrEngineUnavailable
 	}
-	e, err := eng.Names.Get(ctx, "room."+engine.Key(name))
+	e, err := engine.Lookup(ctx, eng.Names, "room.", name)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return Session{}, false, nil
 	}
