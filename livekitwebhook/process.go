@@ -38,6 +38,9 @@ type processor struct {
 	drained chan struct{} // closed once no consumer can send: workers finish their queue
 	workers sync.WaitGroup
 	wg      sync.WaitGroup // sweeper and reconciler
+	// lane is held shared while an event or a journal envelope is handled,
+	// exclusively while one whose last handling lost the connection is.
+	lane    sync.RWMutex
 	work    []chan jetstream.Msg
 	consume []jetstream.ConsumeContext
 
@@ -122,6 +125,7 @@ func (p *processor) start(ctx context.Context) error {
 		},
 		MaxAttempts: p.r.cfg.MaxAttempts,
 		Interrupted: &p.r.interrupted,
+		Lane:        &p.lane,
 	})
 	if err != nil {
 		cc.Stop()
@@ -281,17 +285,31 @@ func (p *processor) handleEvent(ctx context.Context, msg jetstream.Msg, cache *r
 	}
 	span.SetAttributes(attribute.Int(attrAttempt, attempt))
 	id := msg.Headers().Get(headerEventID)
-	// Its attempts are used up and the last one was cut short by the loss
-	// of the connection: applying it may be what closes the connection.
-	// Dead-letter it unapplied.
-	if _, interrupted := p.r.interrupted.Of(key); interrupted && attempt > p.r.cfg.MaxAttempts {
+	// An event whose last handling was cut short by the loss of the
+	// connection is applied alone, so that a loss is its own doing. Once its
+	// attempts are used up and its last one, alone, lost the connection too,
+	// applying it is what closes the connection: dead-letter it unapplied.
+	inter := &p.r.interrupted
+	part, suspect := inter.Of(key)
+	if suspect && part == handledAlone && attempt > p.r.cfg.MaxAttempts {
 		p.deadLetter(pctx, msg, decodeOrNil(msg.Data()), id,
 			fmt.Errorf("%w (%d deliveries)", engine.ErrConnectionLost, attempt-1), attempt-1)
-		p.r.interrupted.End(p.eng, key)
+		inter.End(p.eng, key)
 		return
 	}
-	p.r.interrupted.Begin(key, -1)
-	defer p.r.interrupted.End(p.eng, key)
+	lane := handledShared
+	if suspect {
+		lane = handledAlone
+		p.lane.Lock()
+		defer p.lane.Unlock()
+	} else {
+		p.lane.RLock()
+		defer p.lane.RUnlock()
+	}
+	if !inter.Begin(p.eng, key, lane) {
+		return // the connection is gone: redelivered on the next one
+	}
+	defer inter.End(p.eng, key)
 	ev := &livekit.WebhookEvent{}
 	if err := decodeOpts.Unmarshal(msg.Data(), ev); err != nil {
 		// Verified at intake, so this is a bug or a tampered store: keep it.
@@ -329,6 +347,12 @@ func (p *processor) handleEvent(ctx context.Context, msg jetstream.Msg, cache *r
 		"event", ev.Event, "event_id", id, "attempt", attempt, "error", err.Error()})...)
 	_ = msg.NakWithDelay(backoff(attempt))
 }
+
+// How an event's handling is recorded in Receiver.interrupted.
+const (
+	handledShared = -1 // alongside other events
+	handledAlone  = 0  // alone: a loss meanwhile is its own doing
+)
 
 // keepInProgress tells the server every heartbeat that msg is still being
 // worked on (slow hooks), until the returned stop is called.

@@ -132,7 +132,10 @@ func (r *Receiver) Config() Config { return r.cfg }
 func (r *Receiver) Start(ctx context.Context) error {
 	r.life.Lock()
 	defer r.life.Unlock()
-	if r.engine() != nil {
+	r.mu.Lock()
+	started := r.eng != nil || r.sup != nil
+	r.mu.Unlock()
+	if started {
 		return errors.New("livekitwebhook: already started")
 	}
 	// Replicas starting together on a fresh cluster can leave provisioning

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -32,6 +33,24 @@ type DistributeOptions struct {
 	// Interrupted remembers handling cut short by a lost connection; share
 	// one across engine restarts so that a poison event is found.
 	Interrupted *Interrupted
+	// Lane is held shared while an envelope is handled, and exclusively
+	// while a suspect one (see Interrupted) is: share it with everything
+	// else handled on the same connection.
+	Lane *sync.RWMutex
+}
+
+// enter takes the lane for a message, alone if it is a suspect.
+func (o *DistributeOptions) enter(suspect bool) (leave func()) {
+	switch {
+	case o.Lane == nil:
+		return func() {}
+	case suspect:
+		o.Lane.Lock()
+		return o.Lane.Unlock
+	default:
+		o.Lane.RLock()
+		return o.Lane.RUnlock
+	}
 }
 
 func (o *DistributeOptions) maxAttempts() int {
@@ -92,6 +111,8 @@ func (e *Engine) StartDistributor(ctx context.Context, o DistributeOptions) (jet
 			d.attempt = int(md.NumDelivered)
 		}
 		d.last = d.attempt >= o.maxAttempts()
+		_, suspect := o.Interrupted.Of(d.key)
+		leave := o.enter(suspect)
 		dctx, cancel := context.WithTimeout(ctx, distributeBound)
 		err := e.distribute(dctx, msg.Data(), d, o)
 		cancel()
@@ -104,6 +125,7 @@ func (e *Engine) StartDistributor(ctx context.Context, o DistributeOptions) (jet
 			_ = msg.Ack()
 		}
 		o.Interrupted.End(e, d.key)
+		leave()
 	}
 	return cons.Consume(handle, jetstream.PullMaxMessages(16),
 		jetstream.ConsumeErrHandler(func(jetstream.ConsumeContext, error) {}))
@@ -125,7 +147,9 @@ func (e *Engine) distribute(ctx context.Context, data []byte, d delivery, o Dist
 	if part, ok := o.Interrupted.Of(d.key); ok {
 		return e.distributeEach(ctx, entries, part, d, o)
 	}
-	o.Interrupted.Begin(d.key, -1)
+	if !o.Interrupted.Begin(e, d.key, -1) {
+		return ErrUnavailable
+	}
 	futures := make([]jetstream.PubAckFuture, len(entries))
 	errs := make([]error, len(entries))
 	for i, a := range entries {
@@ -158,9 +182,10 @@ func (e *Engine) distribute(ctx context.Context, data []byte, d delivery, o Dist
 }
 
 // distributeEach writes the events of an envelope whose last delivery was
-// cut short by the loss of the connection, one at a time from the one being
-// written then, so that a poison event is found. Once the envelope is past
-// its attempts, that event is dead-lettered and the rest written.
+// cut short by the loss of the connection, alone and one at a time from the
+// one being written then, so that a poison event is found. Once the
+// envelope is past its attempts, that event is dead-lettered and the rest
+// written.
 func (e *Engine) distributeEach(ctx context.Context, entries []Accepted, part int, d delivery, o DistributeOptions) error {
 	from := max(part, 0)
 	if part >= 0 && part < len(entries) && d.attempt > o.maxAttempts() {
@@ -171,7 +196,9 @@ func (e *Engine) distributeEach(ctx context.Context, entries []Accepted, part in
 		from = part + 1
 	}
 	for i := from; i < len(entries); i++ {
-		o.Interrupted.Begin(d.key, i)
+		if !o.Interrupted.Begin(e, d.key, i) {
+			return ErrUnavailable
+		}
 		a := entries[i]
 		err := e.fault(a)
 		if err == nil {

@@ -5,8 +5,10 @@ import "sync"
 // Interrupted remembers, across engine restarts, which messages were being
 // handled when a connection was lost for good: handling one of them again
 // may be what closes the next connection too (a poison entry). A key names
-// a message; part says how far its handling got (-1: not known). The zero
-// value is ready to use; a nil one remembers nothing.
+// a message; part says how far its handling got (-1: not known, or not
+// alone). Handle such a suspect alone (see DistributeOptions.Lane), so that
+// a loss during its handling is its own doing and not a neighbour's. The
+// zero value is ready to use; a nil one remembers nothing.
 type Interrupted struct {
 	mu sync.Mutex
 	at map[string]int
@@ -16,10 +18,16 @@ type Interrupted struct {
 // is dropped (a poison entry then only takes longer to find).
 const interruptedKept = 4096
 
-// Begin records that the handling of key has reached part.
-func (i *Interrupted) Begin(key string, part int) {
+// Begin records that the handling of key on e has reached part. It
+// returns false, recording nothing, when e is lost already: a handling that
+// starts then cannot be blamed for the loss; leave the message to its
+// redelivery.
+func (i *Interrupted) Begin(e *Engine, key string, part int) bool {
+	if e.isLost() {
+		return false
+	}
 	if i == nil || key == "" {
-		return
+		return true
 	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
@@ -27,6 +35,7 @@ func (i *Interrupted) Begin(key string, part int) {
 		i.at = map[string]int{}
 	}
 	i.at[key] = part
+	return true
 }
 
 // End forgets key once its handling is settled, unless e was lost
