@@ -61,9 +61,13 @@ func (p *processor) handleTask(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.NakWithDelay(wait)
 		return
 	}
+	// Shared with event handling: a suspect event handled alone is not
+	// blamed for a loss a report caused.
+	p.lane.RLock()
 	stopBeat := keepInProgress(msg) // OnSessionEnded hooks may be slow
 	err := p.finalize(ctx, t)
 	stopBeat()
+	p.lane.RUnlock()
 	if err == nil {
 		_ = msg.Ack()
 		return

@@ -38,8 +38,9 @@ type processor struct {
 	drained chan struct{} // closed once no consumer can send: workers finish their queue
 	workers sync.WaitGroup
 	wg      sync.WaitGroup // sweeper and reconciler
-	// lane is held shared while an event or a journal envelope is handled,
-	// exclusively while one whose last handling lost the connection is.
+	// lane is held shared while an event, a journal envelope or a task is
+	// handled, exclusively while an event or envelope whose last handling
+	// lost the connection is.
 	lane    sync.RWMutex
 	work    []chan jetstream.Msg
 	consume []jetstream.ConsumeContext

@@ -131,6 +131,10 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		// nats.go closes the connection, instead of reconnecting, on some
 		// server errors (-ERR 'maximum control line exceeded', …).
 		nats.ClosedHandler(func(nc *nats.Conn) { e.markLost(nc.LastError()) }),
+		// Into the log rather than nats.go's default print to stderr.
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			cfg.Logger.Warn("engine connection error", "error", err.Error())
+		}),
 	}
 	url := cfg.URL
 	if url == "" {
