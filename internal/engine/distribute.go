@@ -131,10 +131,11 @@ func (e *Engine) StartDistributor(ctx context.Context, o DistributeOptions) (jet
 		jetstream.ConsumeErrHandler(func(jetstream.ConsumeContext, error) {}))
 }
 
-// retryDelay spaces the attempts of an envelope: 1s, 2s, 4s … up to 30s, so
-// that MaxAttempts outlast a leader election or a short outage.
+// retryDelay spaces the attempts of an envelope: 1s, 2s, 4s, then 5s, so
+// that MaxAttempts outlast a leader election, while reports, which wait for
+// the journal, are not held back long.
 func retryDelay(attempt int) time.Duration {
-	return min(time.Second<<min(max(attempt-1, 0), 5), 30*time.Second)
+	return min(time.Second<<min(max(attempt-1, 0), 3), 5*time.Second)
 }
 
 // distribute writes the events of one envelope. An envelope that cannot be
