@@ -48,10 +48,26 @@ func (p *processor) deadLetter(ctx context.Context, msg jetstream.Msg, name stri
 		return
 	}
 	_ = msg.Ack()
-	p.r.tel.deadLetters.Add(ctx, 1, label("event", eventLabel(name)))
-	p.r.log.Error("event dead-lettered", withTrace(ctx, []any{"event", name, "event_id", id,
-		"attempts", attempt, "error", cause.Error()})...)
-	p.r.callOnError(ctx, ev, fmt.Errorf("dead-lettered after %d attempts: %w", attempt, cause))
+	p.r.deadLettered(ctx, name, id, ev, cause, attempt)
+}
+
+// deadLettered accounts for an event stored in the DLQ, by the processor or
+// by the journal's distributor: the metric, the log and OnError (ev is nil
+// for a report or an event that could not be decoded).
+func (r *Receiver) deadLettered(ctx context.Context, name, id string, ev *livekit.WebhookEvent, cause error, attempts int) {
+	r.tel.deadLetters.Add(ctx, 1, label("event", eventLabel(name)))
+	r.log.Error("event dead-lettered", withTrace(ctx, []any{"event", name, "event_id", id,
+		"attempts", attempts, "error", cause.Error()})...)
+	r.callOnError(ctx, ev, fmt.Errorf("dead-lettered after %d attempts: %w", attempts, cause))
+}
+
+// decodeOrNil decodes a stored event body, or returns nil.
+func decodeOrNil(body []byte) *livekit.WebhookEvent {
+	ev := &livekit.WebhookEvent{}
+	if decodeOpts.Unmarshal(body, ev) != nil {
+		return nil
+	}
+	return ev
 }
 
 // DeadLetters lists the dead letters, oldest first, at most limit (0: all).

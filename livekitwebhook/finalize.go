@@ -77,9 +77,13 @@ func (p *processor) handleTask(ctx context.Context, msg jetstream.Msg) {
 	// later, so that the report and its hooks show under the room_finished
 	// that caused them.
 	ctx = p.r.tel.propagator.Extract(ctx, propagation.HeaderCarrier(msg.Headers()))
+	// Shared with event handling: a suspect event handled alone is not
+	// blamed for a loss a report caused.
+	p.lane.RLock()
 	stopBeat := keepInProgress(msg) // OnSessionEnded hooks may be slow
 	err := p.finalize(ctx, t)
 	stopBeat()
+	p.lane.RUnlock()
 	if err == nil {
 		_ = msg.Ack()
 		return

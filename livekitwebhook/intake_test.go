@@ -300,7 +300,11 @@ func TestDedupeSurvivesRestartAndNoIDDedupe(t *testing.T) {
 
 func TestEngineDownAnswers503(t *testing.T) {
 	tr := startReceiver(t, testConfig(t))
-	tr.Engine().Conn().Close() // the engine is unreachable from here on
+	// Hold the lifecycle lock: the engine restart waits for it, so the
+	// engine stays unreachable until the end of the test.
+	tr.life.Lock()
+	defer tr.life.Unlock()
+	tr.Engine().Conn().Close()
 	code, resp, hdr := post(t, tr.url, marshal(t, roomEvent("EV_down0000001", "room_started", "r", "RM_d", time.Now().Unix())),
 		map[string]string{"Authorization": sign(t, testKey, testSecret, marshal(t, roomEvent("EV_down0000001", "room_started", "r", "RM_d", time.Now().Unix())), time.Minute)})
 	if code != 503 || hdr.Get("Retry-After") == "" || !strings.Contains(resp, "engine_unavailable") {

@@ -30,6 +30,8 @@ type options struct {
 	lister         RoomLister
 	reconcileEvery time.Duration
 	reconcileDelay time.Duration
+
+	ackWait time.Duration // of the events consumer; tests shorten it
 }
 
 // WithKeyProvider verifies with any livekit/protocol auth.KeyProvider

@@ -1,12 +1,14 @@
 package livekitwebhook
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 
@@ -29,8 +31,17 @@ type processor struct {
 	eng   *engine.Engine
 	rooms rooms
 
+	// Workers stop through contexts, never by closing their channels: the
+	// consumers' callbacks may still be sending (a stop deadline passed).
+	runCtx  context.Context // canceled: everything stops at once
 	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	drained chan struct{} // closed once no consumer can send: workers finish their queue
+	workers sync.WaitGroup
+	wg      sync.WaitGroup // sweeper and reconciler
+	// lane is held shared while an event, a journal envelope or a task is
+	// handled, exclusively while an event or envelope whose last handling
+	// lost the connection is.
+	lane    sync.RWMutex
 	work    []chan jetstream.Msg
 	consume []jetstream.ConsumeContext
 
@@ -73,19 +84,15 @@ func (p *processor) start(ctx context.Context) error {
 		return fmt.Errorf("livekitwebhook: finalizer consumer: %w", err)
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	p.cancel = cancel
+	p.runCtx, p.cancel, p.drained = runCtx, cancel, make(chan struct{})
 	p.work = make([]chan jetstream.Msg, n)
 	for i := range p.work {
 		ch := make(chan jetstream.Msg, 4)
 		p.work[i] = ch
-		p.wg.Add(1)
+		p.workers.Add(1)
 		go func() {
-			defer p.wg.Done()
-			cache := newRecordCache(cacheSize)
-			for msg := range ch {
-				p.yieldToIntake(runCtx)
-				p.handleEvent(runCtx, msg, cache)
-			}
+			defer p.workers.Done()
+			p.runWorker(runCtx, ch)
 		}()
 	}
 	errh := jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
@@ -114,6 +121,12 @@ func (p *processor) start(ctx context.Context) error {
 		Failed: func(err error) {
 			p.r.log.Warn("journal distribution failed, will retry", "error", err.Error())
 		},
+		DeadLettered: func(a engine.Accepted, cause error, attempts int) {
+			p.r.deadLettered(runCtx, a.Event, a.ID, decodeOrNil(a.Body), cause, attempts)
+		},
+		MaxAttempts: p.r.cfg.MaxAttempts,
+		Interrupted: &p.r.interrupted,
+		Lane:        &p.lane,
 	})
 	if err != nil {
 		cc.Stop()
@@ -163,7 +176,7 @@ func (p *processor) eventsConsumer(workers int) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       engine.ConsumerProcessor,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       ackWait,
+		AckWait:       cmp.Or(p.r.opts.ackWait, ackWait),
 		MaxDeliver:    -1, // attempts are counted here, then dead-lettered
 		MaxAckPending: workers * 256,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
@@ -172,34 +185,89 @@ func (p *processor) eventsConsumer(workers int) jetstream.ConsumerConfig {
 
 // dispatch routes a message to the worker of its room, so that events of
 // one room are applied in arrival order by one goroutine of this replica.
+// Once the processor is stopped a message is left unacknowledged: it is
+// redelivered after the ack wait.
 func (p *processor) dispatch(msg jetstream.Msg) {
 	h := fnv.New32a()
 	h.Write([]byte(msg.Headers().Get(headerRoomKey)))
-	p.work[h.Sum32()%uint32(len(p.work))] <- msg
+	select {
+	case p.work[h.Sum32()%uint32(len(p.work))] <- msg:
+	case <-p.runCtx.Done():
+	}
 }
 
+// runWorker applies the events of its channel until the processor is
+// stopped, or until the consumers are drained and its queue is empty.
+func (p *processor) runWorker(ctx context.Context, ch <-chan jetstream.Msg) {
+	cache := newRecordCache(cacheSize)
+	handle := func(msg jetstream.Msg) {
+		p.yieldToIntake(ctx)
+		p.handleEvent(ctx, msg, cache)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case msg := <-ch:
+			handle(msg)
+		case <-p.drained:
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case msg := <-ch:
+					handle(msg)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// stop stops consuming and lets the workers finish what they hold, until
+// ctx ends. Past it, whatever is unfinished is left unacknowledged and
+// redelivered later; a hook still running sees its context canceled and
+// its outcome is discarded.
 func (p *processor) stop(ctx context.Context) {
 	for _, cc := range p.consume {
 		cc.Drain()
 	}
+	drained := true
 	for _, cc := range p.consume {
 		select {
 		case <-cc.Closed():
 		case <-ctx.Done():
+			drained = false
 		}
 	}
-	p.stopWorkers()
+	if drained {
+		close(p.drained) // no consumer sends any more
+		waitCtx(ctx, &p.workers)
+	}
+	p.cancel() // the sweeper, the reconciler and any worker left stop here
+	if !waitCtx(ctx, &p.workers) || !waitCtx(ctx, &p.wg) {
+		p.r.log.Warn("processor stopped with work still running; unfinished events are redelivered")
+	}
 }
 
+// stopWorkers stops a processor whose start failed.
 func (p *processor) stopWorkers() {
-	for _, ch := range p.work {
-		close(ch)
-	}
-	done := make(chan struct{})
-	go func() { p.wg.Wait(); close(done) }()
-	// Workers finish the event at hand; the sweeper stops on cancel.
 	p.cancel()
-	<-done
+	p.workers.Wait()
+	p.wg.Wait()
+}
+
+// waitCtx waits for wg until ctx ends, and reports whether wg is done.
+func waitCtx(ctx context.Context, wg *sync.WaitGroup) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // handleEvent applies one stored event, then acks, retries or dead-letters.
@@ -211,12 +279,38 @@ func (p *processor) handleEvent(ctx context.Context, msg jetstream.Msg, cache *r
 		trace.WithAttributes(attribute.String(attrOpName, spanProcess)))
 	defer span.End()
 
-	attempt := 1
+	attempt, key := 1, ""
 	if md, err := msg.Metadata(); err == nil {
 		attempt = int(md.NumDelivered)
+		key = "event/" + strconv.FormatUint(md.Sequence.Stream, 10)
 	}
 	span.SetAttributes(attribute.Int(attrAttempt, attempt))
 	id := msg.Headers().Get(headerEventID)
+	// An event whose last handling was cut short by the loss of the
+	// connection is applied alone, so that a loss is its own doing. Once its
+	// attempts are used up and its last one, alone, lost the connection too,
+	// applying it is what closes the connection: dead-letter it unapplied.
+	inter := &p.r.interrupted
+	part, suspect := inter.Of(key)
+	if suspect && part == handledAlone && attempt > p.r.cfg.MaxAttempts {
+		p.deadLetter(pctx, msg, msg.Headers().Get(engine.HeaderEvent), decodeOrNil(msg.Data()), id,
+			fmt.Errorf("%w (%d deliveries)", engine.ErrConnectionLost, attempt-1), attempt-1)
+		inter.End(p.eng, key)
+		return
+	}
+	lane := handledShared
+	if suspect {
+		lane = handledAlone
+		p.lane.Lock()
+		defer p.lane.Unlock()
+	} else {
+		p.lane.RLock()
+		defer p.lane.RUnlock()
+	}
+	if !inter.Begin(p.eng, key, lane) {
+		return // the connection is gone: redelivered on the next one
+	}
+	defer inter.End(p.eng, key)
 	ev := &livekit.WebhookEvent{}
 	if err := decodeOpts.Unmarshal(msg.Data(), ev); err != nil {
 		// Verified at intake, so this is a bug or a tampered store: keep it.
@@ -254,6 +348,12 @@ func (p *processor) handleEvent(ctx context.Context, msg jetstream.Msg, cache *r
 		"event", ev.Event, "event_id", id, "attempt", attempt, "error", err.Error()})...)
 	_ = msg.NakWithDelay(backoff(attempt))
 }
+
+// How an event's handling is recorded in Receiver.interrupted.
+const (
+	handledShared = -1 // alongside other events
+	handledAlone  = 0  // alone: a loss meanwhile is its own doing
+)
 
 // keepInProgress tells the server every heartbeat that msg is still being
 // worked on (slow hooks), until the returned stop is called.

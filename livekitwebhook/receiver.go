@@ -33,10 +33,17 @@ type Receiver struct {
 	hooks      hookTable
 	correlator Correlator
 
-	mu      sync.Mutex
-	eng     *engine.Engine
-	proc    *processor
-	stopped chan struct{}
+	// life serializes Start, Stop and engine restarts; mu guards eng, proc
+	// and sup, and is held only briefly (intake reads eng on every request).
+	life sync.Mutex
+	mu   sync.Mutex
+	eng  *engine.Engine
+	proc *processor
+	sup  *supervisor
+	// restarting is set while a lost engine is being replaced.
+	restarting atomic.Bool
+	// interrupted outlives engine restarts: it finds poison entries.
+	interrupted engine.Interrupted
 
 	draining atomic.Bool
 	// answering counts intake requests being answered; the processor yields
@@ -127,18 +134,27 @@ func New(cfg Config, opts ...Option) (*Receiver, error) {
 func (r *Receiver) Config() Config { return r.cfg }
 
 // Start opens the engine (embedded or external) and starts the processor.
-// The context bounds the start only.
+// The context bounds the start only. From then on the engine is re-opened
+// whenever its connection is lost for good, until Stop.
 func (r *Receiver) Start(ctx context.Context) error {
+	r.life.Lock()
+	defer r.life.Unlock()
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.eng != nil {
+	started := r.eng != nil || r.sup != nil
+	r.mu.Unlock()
+	if started {
 		return errors.New("livekitwebhook: already started")
 	}
 	// Replicas starting together on a fresh cluster can leave provisioning
 	// requests unanswered on one connection; a new connection is answered.
 	for attempt := 1; ; attempt++ {
 		err := r.start(ctx)
-		if err == nil || ctx.Err() != nil || !engine.Transient(err) {
+		if err == nil {
+			r.draining.Store(false)
+			r.superviseEngine()
+			return nil
+		}
+		if ctx.Err() != nil || !engine.Transient(err) {
 			return err
 		}
 		r.log.Warn("engine not ready, retrying on a new connection", "attempt", attempt, "error", err.Error())
@@ -150,7 +166,7 @@ func (r *Receiver) Start(ctx context.Context) error {
 	}
 }
 
-// start is one attempt of Start, with r.mu held.
+// start opens the engine and starts the processor, with r.life held.
 func (r *Receiver) start(ctx context.Context) error {
 	eng, err := engine.Open(ctx, engine.Config{
 		URL:             r.cfg.NatsURL,
@@ -178,16 +194,30 @@ func (r *Receiver) start(ctx context.Context) error {
 		r.bodyCap.Store(r.cfg.MaxBodyBytes)
 	}
 	proc := newProcessor(r, eng)
-	r.eng, r.proc = eng, proc
+	r.setEngine(eng, proc)
 	backlog := r.Backlog
 	r.tel.backlogOf.Store(&backlog)
 	if err := proc.start(ctx); err != nil {
-		r.eng, r.proc = nil, nil
+		r.setEngine(nil, nil)
 		_ = eng.Close()
 		return err
 	}
-	r.draining.Store(false)
 	return nil
+}
+
+func (r *Receiver) setEngine(eng *engine.Engine, proc *processor) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.eng, r.proc = eng, proc
+}
+
+// takeEngine detaches the engine and processor, for closing.
+func (r *Receiver) takeEngine() (*engine.Engine, *processor) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	eng, proc := r.eng, r.proc
+	r.eng, r.proc = nil, nil
+	return eng, proc
 }
 
 // Drain makes intake answer 503 (LiveKit retries elsewhere or later) while
@@ -195,20 +225,21 @@ func (r *Receiver) start(ctx context.Context) error {
 func (r *Receiver) Drain() { r.draining.Store(true) }
 
 // Stop drains intake, stops the processor (in-flight events finish or are
-// redelivered later) and closes the engine.
+// redelivered later) and closes the engine. ctx bounds the wait for
+// in-flight events, not the closing.
 func (r *Receiver) Stop(ctx context.Context) error {
 	r.Drain()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.eng == nil {
+	r.stopSupervisor() // before r.life: a restart in progress gives up
+	r.life.Lock()
+	defer r.life.Unlock()
+	eng, proc := r.takeEngine()
+	if eng == nil {
 		return nil
 	}
-	if r.proc != nil {
-		r.proc.stop(ctx)
+	if proc != nil {
+		proc.stop(ctx)
 	}
-	err := r.eng.Close()
-	r.eng, r.proc = nil, nil
-	return err
+	return eng.Close()
 }
 
 // Close is Stop with a background context.
@@ -218,6 +249,8 @@ func (r *Receiver) Close() error { return r.Stop(context.Background()) }
 func (r *Receiver) Health() core.HealthStatus {
 	eng := r.engine()
 	switch {
+	case eng == nil && r.restarting.Load():
+		return core.HealthStatus{Status: core.HealthUnhealthy, Message: "engine restarting"}
 	case eng == nil:
 		return core.HealthStatus{Status: core.HealthUnhealthy, Message: "not started"}
 	case r.draining.Load():

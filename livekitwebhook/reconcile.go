@@ -99,12 +99,11 @@ func (c *reconciler) pass(ctx context.Context) ReconcileStatus {
 	for _, room := range rooms {
 		open[room.Sid] = room
 	}
-	eng := c.r.engine()
-	if eng == nil {
+	p := c.r.processorRef() // nil while the engine restarts
+	if p == nil {
 		st.Error = ErrEngineUnavailable.Error()
 		return st
 	}
-	p := c.r.processorRef()
 	known := map[string]bool{}
 	cutoff := time.Now().Add(-c.minAge).UnixMilli()
 	err = p.rooms.each(ctx, func(rec *roomRecord) error {

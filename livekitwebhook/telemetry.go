@@ -59,6 +59,7 @@ type telemetry struct {
 
 	reconcileClosed  metric.Int64Counter
 	reconcileUnknown metric.Int64Gauge
+	engineRestarts   metric.Int64Counter
 
 	// backlog is observed when metrics are collected, through backlogOf
 	// (set once the engine runs).
@@ -148,6 +149,10 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, prop propaga
 	})
 	try(func() (e error) {
 		t.reconcileUnknown, e = m.Int64Gauge("livekitwebhook.reconcile.unknown_rooms", metric.WithDescription("Rooms LiveKit lists that the receiver never heard of, at the last pass."))
+		return
+	})
+	try(func() (e error) {
+		t.engineRestarts, e = m.Int64Counter("livekitwebhook.engine.restarts", metric.WithDescription("Engine restarts after its NATS connection was lost for good."))
 		return
 	})
 	try(func() (e error) {

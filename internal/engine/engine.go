@@ -92,16 +92,24 @@ type Engine struct {
 	carry      *pending      // did not fit in the last envelope; guarded by filling
 	entryLimit int           // largest event Accept queues (the server's max payload at connect)
 	lingerCap  time.Duration // lingerCap; tests lengthen it
+	ackWait    time.Duration // distributeAckWait; tests shorten it
 	stop       chan struct{} // closed by Close
 	wg         sync.WaitGroup
 	recent     *recentIDs
 	closeOnce  sync.Once
+	closing    atomic.Bool   // set by Close: the connection's end is ours
+	lost       chan struct{} // closed when the connection is lost for good
+	lostOnce   sync.Once
+	// publishFault, set by this package's tests, fails or disturbs the
+	// distribution of one event.
+	publishFault func(Accepted) error
 }
 
 // Open starts (or connects to) JetStream and provisions streams and buckets.
 func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	cfg.defaults()
-	e := &Engine{cfg: cfg, queue: make(chan *pending, 1024), nudge: make(chan struct{}, 1), lingerCap: lingerCap, stop: make(chan struct{}), recent: newRecentIDs(recentIDsRemembered)}
+	e := &Engine{cfg: cfg, queue: make(chan *pending, 1024), nudge: make(chan struct{}, 1), lingerCap: lingerCap, ackWait: distributeAckWait,
+		stop: make(chan struct{}), lost: make(chan struct{}), recent: newRecentIDs(recentIDsRemembered)}
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(-1),
@@ -114,8 +122,19 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 			if err != nil {
 				cfg.Logger.Warn("engine disconnected", "error", err)
 			}
+			// An embedded server that stopped never comes back by itself.
+			if e.srv != nil && !e.srv.Running() {
+				e.markLost(errors.New("embedded server stopped"))
+			}
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) { cfg.Logger.Info("engine reconnected") }),
+		// nats.go closes the connection, instead of reconnecting, on some
+		// server errors (-ERR 'maximum control line exceeded', …).
+		nats.ClosedHandler(func(nc *nats.Conn) { e.markLost(nc.LastError()) }),
+		// Into the log rather than nats.go's default print to stderr.
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			cfg.Logger.Warn("engine connection error", "error", err.Error())
+		}),
 	}
 	url := cfg.URL
 	if url == "" {
@@ -304,9 +323,40 @@ func (e *Engine) Embedded() *server.Server { return e.srv }
 // Ready reports whether the engine can store right now.
 func (e *Engine) Ready() bool { return e != nil && e.nc != nil && e.nc.IsConnected() }
 
+// Lost is closed when the connection is gone for good without Close: nats.go
+// closed it, or the embedded server stopped. The engine is of no further use;
+// close it and open a new one.
+func (e *Engine) Lost() <-chan struct{} { return e.lost }
+
+func (e *Engine) markLost(cause error) {
+	if e.closing.Load() {
+		return
+	}
+	e.lostOnce.Do(func() {
+		var args []any
+		if cause != nil {
+			args = append(args, "error", cause.Error())
+		}
+		e.cfg.Logger.Error("engine connection lost for good", args...)
+		close(e.lost)
+	})
+}
+
+// isLost reports whether the connection is lost for good. It reads the
+// connection's state too: the handler closing Lost runs asynchronously.
+func (e *Engine) isLost() bool {
+	select {
+	case <-e.lost:
+		return true
+	default:
+		return e.nc != nil && e.nc.IsClosed() && !e.closing.Load()
+	}
+}
+
 // Close drains nothing: in-flight publishes have their own contexts. It
 // closes the connection, then stops an embedded server.
 func (e *Engine) Close() error {
+	e.closing.Store(true)
 	e.closeOnce.Do(func() { close(e.stop) })
 	e.wg.Wait()
 	if e.nc != nil {

@@ -171,7 +171,7 @@ func TestDistributeIsIdempotent(t *testing.T) {
 	var dups atomic.Int64
 	o := DistributeOptions{Duplicate: func(Accepted) { dups.Add(1) }}
 	for range 2 {
-		if err := e.distribute(ctx, env, o); err != nil {
+		if err := e.distribute(ctx, env, delivery{attempt: 1}, o); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -184,16 +184,17 @@ func TestDistributeIsIdempotent(t *testing.T) {
 	}
 
 	// An envelope that cannot be decoded goes to the DLQ whole.
-	var failed atomic.Int64
-	if err := e.distribute(ctx, []byte{7, 1, 2}, DistributeOptions{Failed: func(error) { failed.Add(1) }}); err != nil {
+	var deadLettered atomic.Int64
+	o = DistributeOptions{DeadLettered: func(Accepted, error, int) { deadLettered.Add(1) }}
+	if err := e.distribute(ctx, []byte{7, 1, 2}, delivery{attempt: 1}, o); err != nil {
 		t.Fatal(err)
 	}
 	dlq, err := e.DLQ.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dlq.State.Msgs != 1 || failed.Load() != 1 {
-		t.Fatalf("DLQ holds %d, failures reported %d; want 1 and 1", dlq.State.Msgs, failed.Load())
+	if dlq.State.Msgs != 1 || deadLettered.Load() != 1 {
+		t.Fatalf("DLQ holds %d, dead letters reported %d; want 1 and 1", dlq.State.Msgs, deadLettered.Load())
 	}
 }
 
