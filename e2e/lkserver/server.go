@@ -7,6 +7,7 @@
 package lkserver
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -196,23 +197,35 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 
 	dir := t.TempDir()
-	// A port found free can be taken before the server binds it; retry then.
-	var lastErr error
-	for attempt := 1; attempt <= 3; attempt++ {
+	// livekit-server cannot be told to bind port 0 (it would not say which
+	// port it got): its ports are picked free, and another process can take
+	// one before the server binds it. Start again on new ports then.
+	for attempt := 1; ; attempt++ {
 		s, err := start(t, bin, dir, attempt, opts)
 		if err == nil {
 			return s
 		}
-		lastErr = err
-		t.Logf("lkserver: start attempt %d failed: %v", attempt, err)
+		if !errors.Is(err, errPortTaken) || attempt == startAttempts {
+			t.Fatalf("lkserver: could not start livekit-server (attempt %d): %v", attempt, err)
+		}
+		t.Logf("lkserver: start attempt %d: %v; starting again on new ports", attempt, err)
 	}
-	t.Fatalf("lkserver: could not start livekit-server: %v", lastErr)
-	return nil
 }
+
+// startAttempts bounds the starts of a server whose port was taken.
+const startAttempts = 5
+
+// errPortTaken: a port the server was configured with was taken before the
+// server bound it.
+var errPortTaken = errors.New("port taken before livekit-server bound it")
+
+// pickPorts picks the ports of one start (a variable for the test of a
+// port taken in between).
+var pickPorts = allocPorts
 
 func start(t testing.TB, bin, dir string, attempt int, opts Options) (*Server, error) {
 	t.Helper()
-	ports, err := allocPorts(opts.ICEPorts)
+	ports, err := pickPorts(opts.ICEPorts)
 	if err != nil {
 		return nil, err
 	}
@@ -280,8 +293,10 @@ func start(t testing.TB, bin, dir string, attempt int, opts Options) (*Server, e
 
 	if err := s.waitReady(opts.StartTimeout); err != nil {
 		s.stop()
-		t.Logf("lkserver: config was:\n%s", data)
-		s.logTail(t, 60)
+		if !errors.Is(err, errPortTaken) {
+			t.Logf("lkserver: config was:\n%s", data)
+			s.logTail(t, 60)
+		}
 		return nil, err
 	}
 	t.Cleanup(func() {
@@ -293,18 +308,33 @@ func start(t testing.TB, bin, dir string, attempt int, opts Options) (*Server, e
 	return s, nil
 }
 
-// waitReady polls GET / until the server answers 200.
+// listening is logged by livekit-server once it has bound all its TCP ports
+// (HTTP and ICE/TCP); before that, an answer on the HTTP port can come from
+// another process that took the port.
+const listening = "starting LiveKit server"
+
+// waitReady waits until the server says it listens and GET / answers 200.
+// A server that exited on a port in use yields errPortTaken.
 func (s *Server) waitReady(timeout time.Duration) error {
 	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(timeout)
+	var last error
 	for {
 		select {
 		case <-s.exited:
+			// livekit-server prints the error and exits 0.
+			log, _ := os.ReadFile(s.LogPath)
+			if line := lastLine(string(log), "address already in use"); line != "" {
+				return fmt.Errorf("%w: %s", errPortTaken, line)
+			}
 			return fmt.Errorf("livekit-server exited before becoming ready: %v", s.exitErr)
 		default:
 		}
-		resp, err := client.Get(s.URL + "/")
-		if err == nil {
+		if log, _ := os.ReadFile(s.LogPath); !bytes.Contains(log, []byte(listening)) {
+			last = fmt.Errorf("no %q in its log yet", listening)
+		} else if resp, err := client.Get(s.URL + "/"); err != nil {
+			last = err
+		} else {
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				// livekit-server marks itself running 100 ms after it starts
@@ -313,11 +343,12 @@ func (s *Server) waitReady(timeout time.Duration) error {
 				time.Sleep(250 * time.Millisecond)
 				return nil
 			}
+			last = fmt.Errorf("GET /: %s", resp.Status)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("livekit-server did not answer on %s within %v (last error: %v)", s.URL, timeout, err)
+			return fmt.Errorf("livekit-server not ready on %s within %v (last: %v)", s.URL, timeout, last)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -372,6 +403,20 @@ func (s *Server) LogTail(n int) string {
 func (s *Server) logTail(t testing.TB, n int) {
 	t.Helper()
 	t.Logf("lkserver: last %d lines of %s:\n%s", n, s.LogPath, s.LogTail(n))
+}
+
+// lastLine returns the last line of out that contains sub.
+func lastLine(out, sub string) string {
+	i := strings.LastIndex(out, sub)
+	if i < 0 {
+		return ""
+	}
+	start := strings.LastIndexByte(out[:i], '\n') + 1
+	end := strings.IndexByte(out[i:], '\n')
+	if end < 0 {
+		return out[start:]
+	}
+	return out[start : i+end]
 }
 
 // RoomService returns a RoomService client for the server.
