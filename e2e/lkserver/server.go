@@ -501,21 +501,43 @@ func allocPorts(udpCount int) (portSet, error) {
 	return ps, nil
 }
 
+// freeTCPPort returns a loopback TCP port that was free a moment ago, drawn
+// below the kernel's ephemeral range, which connect() and port-0 binds use:
+// on a machine busy with connections a port released there is soon taken
+// again, one below it only by a process asking for it.
 func freeTCPPort() (int, error) {
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	lo := ephemeralLow()
+	for range 100 {
+		n, err := rand.Int(rand.Reader, big.NewInt(int64(lo-10000)))
 		if err != nil {
 			return 0, err
 		}
-		port := l.Addr().(*net.TCPAddr).Port
-		_ = l.Close()
+		port := 10000 + int(n.Int64())
 		key := "tcp/" + strconv.Itoa(port)
-		if !portUsed[key] {
-			portUsed[key] = true
-			return port, nil
+		if portUsed[key] {
+			continue
 		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		_ = l.Close()
+		portUsed[key] = true
+		return port, nil
 	}
 	return 0, errors.New("no free TCP port found")
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux's
+// default when it cannot be read).
+func ephemeralLow() int {
+	b, _ := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if f := strings.Fields(string(b)); len(f) == 2 {
+		if lo, err := strconv.Atoi(f[0]); err == nil && lo > 11000 {
+			return lo
+		}
+	}
+	return 32768
 }
 
 // freeUDPRange finds count consecutive UDP ports in 20000–59999, all bindable
