@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/testport"
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/verify"
 )
 
@@ -93,51 +92,17 @@ func lkwebhookBin(t *testing.T) string {
 	return binPath
 }
 
-var (
-	portMu     sync.Mutex
-	portsGiven = map[int]bool{}
-)
-
-// freePort returns a loopback port that was free a moment ago: another
-// process can take it before it is bound. Only for a port a process must be
-// told in advance (a cluster's routes); its caller starts again when the
-// port was taken. Every other server binds port 0 and reports what it got.
-//
-// It is drawn below the kernel's ephemeral range, which connect() and
-// port-0 binds use: on a machine busy with connections a port released
-// there is soon taken again, one below it only by a process asking for it.
+// freePort returns a loopback port that was free a moment ago (see
+// testport): only for a port a process must be told in advance (a
+// cluster's routes); its caller starts again when the port was taken.
+// Every other server binds port 0 and reports what it got.
 func freePort(t *testing.T) int {
 	t.Helper()
-	lo := ephemeralLow()
-	portMu.Lock()
-	defer portMu.Unlock()
-	for range 100 {
-		port := 10000 + rand.IntN(lo-10000)
-		if portsGiven[port] {
-			continue
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err != nil {
-			continue
-		}
-		_ = ln.Close()
-		portsGiven[port] = true
-		return port
+	port, err := testport.Free()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port below the ephemeral range")
-	return 0
-}
-
-// ephemeralLow is the first port of the kernel's ephemeral range (Linux's
-// default when it cannot be read).
-func ephemeralLow() int {
-	b, _ := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if f := strings.Fields(string(b)); len(f) == 2 {
-		if lo, err := strconv.Atoi(f[0]); err == nil && lo > 11000 {
-			return lo
-		}
-	}
-	return 32768
+	return port
 }
 
 // childEnv is the environment of child processes: ours, minus anything that

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -19,18 +18,18 @@ import (
 	chiadapter "github.com/lookatitude/beluga-ai/v2/server/adapters/chi"
 	echoadapter "github.com/lookatitude/beluga-ai/v2/server/adapters/echo"
 	grpcadapter "github.com/lookatitude/beluga-ai/v2/server/adapters/grpc"
+
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/testport"
 )
 
 // freeAddr returns a loopback address that was free a moment ago: another
 // process can take it before it is bound (see serveAdapter).
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
 	return addr
 }
 

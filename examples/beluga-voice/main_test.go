@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/examples/internal/exampletest"
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/testport"
 
 	"github.com/livekit/protocol/livekit"
 )
@@ -28,12 +29,11 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // process can take it before run binds it (see startRun).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 // probeClient does not wait long on whatever holds a taken port.
