@@ -145,8 +145,8 @@ type Serve struct {
 }
 
 // StartServe builds lkwebhook (once per test binary; see EnvServeBinary),
-// starts `lkwebhook serve` on a loopback port the kernel picks, waits until GET /healthz
-// answers 200 and registers a cleanup that stops it (SIGTERM, then SIGKILL)
+// starts `lkwebhook serve` on a loopback port the kernel picks, waits until
+// GET /healthz answers 200 and registers a cleanup that stops it (SIGTERM, then SIGKILL)
 // and prints the tail of its log if the test failed. A race report in the
 // log fails the test.
 func StartServe(t testing.TB, opts ServeOptions) *Serve {

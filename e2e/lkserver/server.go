@@ -7,7 +7,6 @@
 package lkserver
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -15,7 +14,6 @@ import (
 	"fmt"
 	"math/big"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livekit/protocol/livekit"
 	"github.com/livekit/protocol/logger"
 	lksdk "github.com/livekit/server-sdk-go/v2"
 	"gopkg.in/yaml.v3"
@@ -308,17 +307,13 @@ func start(t testing.TB, bin, dir string, attempt int, opts Options) (*Server, e
 	return s, nil
 }
 
-// listening is logged by livekit-server once it has bound all its TCP ports
-// (HTTP and ICE/TCP); before that, an answer on the HTTP port can come from
-// another process that took the port.
-const listening = "starting LiveKit server"
-
-// waitReady waits until the server says it listens and GET / answers 200.
-// A server that exited on a port in use yields errPortTaken.
+// waitReady waits until a RoomService call signed with the server's key
+// pair succeeds: only this server knows the pair, so an answer from another
+// process that took its port does not count. A server that exited on a
+// port in use yields errPortTaken.
 func (s *Server) waitReady(timeout time.Duration) error {
-	client := &http.Client{Timeout: time.Second}
+	rs := s.RoomService()
 	deadline := time.Now().Add(timeout)
-	var last error
 	for {
 		select {
 		case <-s.exited:
@@ -330,23 +325,18 @@ func (s *Server) waitReady(timeout time.Duration) error {
 			return fmt.Errorf("livekit-server exited before becoming ready: %v", s.exitErr)
 		default:
 		}
-		if log, _ := os.ReadFile(s.LogPath); !bytes.Contains(log, []byte(listening)) {
-			last = fmt.Errorf("no %q in its log yet", listening)
-		} else if resp, err := client.Get(s.URL + "/"); err != nil {
-			last = err
-		} else {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				// livekit-server marks itself running 100 ms after it starts
-				// serving HTTP, and ignores a SIGTERM that comes before
-				// (Stop sees "not running"). Let that window pass.
-				time.Sleep(250 * time.Millisecond)
-				return nil
-			}
-			last = fmt.Errorf("GET /: %s", resp.Status)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := rs.ListRooms(ctx, &livekit.ListRoomsRequest{})
+		cancel()
+		if err == nil {
+			// livekit-server marks itself running 100 ms after it starts
+			// serving HTTP, and ignores a SIGTERM that comes before
+			// (Stop sees "not running"). Let that window pass.
+			time.Sleep(250 * time.Millisecond)
+			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("livekit-server not ready on %s within %v (last: %v)", s.URL, timeout, last)
+			return fmt.Errorf("livekit-server not ready on %s within %v (last: %v)", s.URL, timeout, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
