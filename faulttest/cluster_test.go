@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -46,42 +47,81 @@ var (
 
 // natsCluster is a JetStream cluster of nats-server processes on loopback.
 type natsCluster struct {
-	nodes []*natsProc
-	names []string // server names (node1 …), as JetStream reports leaders
-	urls  string   // every client URL, comma separated
+	nodes    []*natsProc
+	names    []string // server names (node1 …), as JetStream reports leaders
+	urls     string   // every client URL, comma separated
+	attempts int      // starts it took (a route port can be taken, see freePort)
 }
+
+// clusterAttempts bounds how often startNATSCluster starts the cluster
+// again because a route port was taken before its node bound it.
+const clusterAttempts = 5
 
 // startNATSCluster starts n nats-servers routed into one JetStream cluster
 // and waits until the cluster can place assets with n replicas.
 func startNATSCluster(t *testing.T, n int) *natsCluster {
 	t.Helper()
+	return startNATSClusterPicking(t, n, freePort)
+}
+
+// startNATSClusterPicking is startNATSCluster with the route ports taken
+// from pick. The client ports are picked by the kernel; the route ports
+// cannot be (every node is told all the routes, as JetStream wants), so a
+// start that loses one to another process is done again on new ports.
+func startNATSClusterPicking(t *testing.T, n int, pick func(*testing.T) int) *natsCluster {
+	t.Helper()
 	bin := natsServerBin(t)
-	ports, cports := make([]int, n), make([]int, n)
-	var routes []string
-	for i := range n {
-		ports[i], cports[i] = freePort(t), freePort(t)
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", cports[i]))
+	var c *natsCluster
+	for attempt := 1; ; attempt++ {
+		var err error
+		if c, err = tryNATSCluster(t, bin, n, pick); err == nil {
+			c.attempts = attempt
+			break
+		}
+		if !errors.Is(err, errPortTaken) || attempt == clusterAttempts {
+			t.Fatalf("start a %d-node NATS cluster (attempt %d): %v", n, attempt, err)
+		}
+		t.Logf("NATS cluster start %d: %v; starting again on new route ports", attempt, err)
 	}
-	c := &natsCluster{}
-	var urls []string
-	for i := range n {
-		name := fmt.Sprintf("node%d", i+1)
-		args := []string{"-js", "-sd", t.TempDir(), "-a", "127.0.0.1", "-p", strconv.Itoa(ports[i]),
-			"--cluster", fmt.Sprintf("nats://127.0.0.1:%d", cports[i]), "--routes", strings.Join(routes, ","),
-			"--cluster_name", "lkwh", "-n", name}
-		url := fmt.Sprintf("nats://127.0.0.1:%d", ports[i])
-		np := &natsProc{proc: newProc(t, "nats-"+name, bin, args, childEnv()), url: url}
-		np.start()
-		c.nodes = append(c.nodes, np)
-		c.names = append(c.names, name)
-		urls = append(urls, url)
-	}
-	c.urls = strings.Join(urls, ",")
 	for _, np := range c.nodes {
 		np.waitJetStream(t, 30*time.Second)
 	}
 	c.waitPlacement(t, n, 30*time.Second)
 	return c
+}
+
+// tryNATSCluster starts the nodes and waits until each has bound its
+// ports; on an error every node it started is killed.
+func tryNATSCluster(t *testing.T, bin string, n int, pick func(*testing.T) int) (*natsCluster, error) {
+	t.Helper()
+	cports := make([]int, n)
+	var routes []string
+	for i := range n {
+		cports[i] = pick(t)
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", cports[i]))
+	}
+	c := &natsCluster{}
+	for i := range n {
+		name := fmt.Sprintf("node%d", i+1)
+		np := newNATSProc(t, "nats-"+name, bin, "-js", "-sd", t.TempDir(),
+			"--cluster", fmt.Sprintf("nats://127.0.0.1:%d", cports[i]), "--routes", strings.Join(routes, ","),
+			"--cluster_name", "lkwh", "-n", name)
+		np.start()
+		c.nodes = append(c.nodes, np)
+		c.names = append(c.names, name)
+	}
+	var urls []string
+	for _, np := range c.nodes {
+		if err := np.waitPorts(30 * time.Second); err != nil {
+			for _, other := range c.nodes {
+				other.kill(syscall.SIGKILL)
+			}
+			return nil, err
+		}
+		urls = append(urls, np.url)
+	}
+	c.urls = strings.Join(urls, ",")
+	return c, nil
 }
 
 // waitPlacement waits until a stream with the given replicas can be
@@ -155,11 +195,10 @@ func streamLeader(ctx context.Context, js jetstream.JetStream, stream string) (s
 func startReplica(t *testing.T, name, natsURLs string, replicas int) *serve {
 	t.Helper()
 	bin := lkwebhookBin(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	args := []string{"serve", "--addr", addr, "--data", t.TempDir(), "--nats-url", natsURLs,
+	args := []string{"serve", "--addr", anyPort, "--data", t.TempDir(), "--nats-url", natsURLs,
 		"--replicas", strconv.Itoa(replicas), "--finalize-grace", "1s", "--log-level", cmp.Or(os.Getenv("LKWEBHOOK_FAULT_LOGLEVEL"), "info")}
 	env := childEnv("LIVEKIT_API_KEY="+apiKey, "LIVEKIT_API_SECRET="+apiSecret)
-	s := &serve{proc: newProc(t, name, bin, args, env), addr: addr, base: "http://" + addr}
+	s := &serve{proc: newProc(t, name, bin, args, env)}
 	// newProc checks race reports only for a process named "serve".
 	t.Cleanup(func() {
 		if os.Getenv("LKWEBHOOK_FAULT_KEEPLOGS") == "1" && !t.Failed() {
@@ -706,4 +745,46 @@ func TestClusterConcurrentStart(t *testing.T) {
 		t.Logf("%s healthy %s after a restart", s.name, d.Round(time.Millisecond))
 	}
 	bugs.finish()
+}
+
+// TestClusterRoutePortTaken: a route port taken by another process between
+// being picked and being bound (here held by the test during the whole
+// first start) makes the harness start the cluster again on new ports,
+// instead of failing the test as it did ("nats-node3 … bind: address
+// already in use" on a busy machine).
+func TestClusterRoutePortTaken(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	taken := busy.Addr().(*net.TCPAddr).Port
+	picks := 0
+	pick := func(t *testing.T) int {
+		picks++
+		if picks == 3 { // node3's route port in the first start
+			return taken
+		}
+		return freePort(t)
+	}
+	cl := startNATSClusterPicking(t, 3, pick)
+	if cl.attempts != 2 {
+		t.Errorf("cluster started in %d attempts, want 2 (the first loses its route port)", cl.attempts)
+	}
+	if strings.Contains(cl.urls, ":"+strconv.Itoa(taken)) {
+		t.Errorf("client URLs %s use the taken port %d", cl.urls, taken)
+	}
+	// The cluster of the second start works: R3 placement was checked by
+	// the harness; a client write goes through too.
+	nc, js := cl.connect(t)
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "PORTS_PROBE", Replicas: 3, Storage: jetstream.MemoryStorage})
+	if err != nil {
+		t.Fatalf("create R3 bucket: %v", err)
+	}
+	if _, err := kv.Put(ctx, "k", []byte("v")); err != nil {
+		t.Fatalf("put: %v", err)
+	}
 }

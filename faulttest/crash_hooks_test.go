@@ -53,10 +53,9 @@ func TestCrashMidProcessingHooks(t *testing.T) {
 	bin := hookServeBin(t)
 	dir := t.TempDir()
 	calls := filepath.Join(dir, "calls.log")
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	p := newProc(t, "hookserve", bin, []string{"--addr", addr, "--data", filepath.Join(dir, "data"),
+	p := newProc(t, "hookserve", bin, []string{"--addr", anyPort, "--data", filepath.Join(dir, "data"),
 		"--calls", calls, "--hook-delay", "40ms"}, childEnv("LIVEKIT_API_KEY="+apiKey, "LIVEKIT_API_SECRET="+apiSecret))
-	s := &serve{proc: p, addr: addr, base: "http://" + addr}
+	s := &serve{proc: p}
 	s.start()
 	s.waitHealthy(t, 45*time.Second)
 

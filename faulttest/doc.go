@@ -8,8 +8,11 @@
 // nats-server (for the external-engine tests) is installed once with
 // `go install` into $HOME/.cache/lkwebhook-bin.
 //
-// Everything runs on loopback, every process is killed at the end of its
-// test, and each test is bounded (well under a minute once the binaries are
+// Everything runs on loopback: serve, hookserve and nats-server bind port 0
+// and the harness reads back what they got (a restart keeps it); a
+// cluster's route ports must be known in advance, so a cluster start that
+// loses one to another process is done again on new ports. Every process is
+// killed at the end of its test, and each test is bounded (well under a minute once the binaries are
 // built). Run with:
 //
 //	go test -race ./faulttest/

@@ -3,6 +3,7 @@ package faulttest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -75,19 +76,74 @@ func natsServerBin(t *testing.T) string {
 // natsProc is an external nats-server with JetStream on a loopback port.
 type natsProc struct {
 	*proc
-	url string
+	url      string
+	portsDir string // where the server writes the ports it bound
+}
+
+// errPortTaken: a port a process was told to bind was taken meanwhile.
+var errPortTaken = errors.New("port taken before the server bound it")
+
+// newNATSProc prepares a nats-server whose client port the kernel picks
+// (-p -1); waitPorts reads it back.
+func newNATSProc(t *testing.T, name, bin string, extra ...string) *natsProc {
+	t.Helper()
+	dir := t.TempDir()
+	args := append([]string{"-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", dir}, extra...)
+	return &natsProc{proc: newProc(t, name, bin, args, childEnv()), portsDir: dir}
 }
 
 func startNATS(t *testing.T) *natsProc {
 	t.Helper()
-	bin := natsServerBin(t)
-	port := freePort(t)
-	store := t.TempDir()
-	args := []string{"-js", "-sd", store, "-a", "127.0.0.1", "-p", strconv.Itoa(port)}
-	n := &natsProc{proc: newProc(t, "nats-server", bin, args, childEnv()), url: fmt.Sprintf("nats://127.0.0.1:%d", port)}
+	n := newNATSProc(t, "nats-server", natsServerBin(t), "-js", "-sd", t.TempDir())
 	n.start()
+	if err := n.waitPorts(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
 	n.waitJetStream(t, 20*time.Second)
 	return n
+}
+
+// waitPorts waits until the server has bound all its listeners and wrote
+// them to its ports file, sets url and pins the client port for restarts.
+// It returns errPortTaken when the server exited because a port it was told
+// to bind (a route port) was in use.
+func (n *natsProc) waitPorts(timeout time.Duration) error {
+	file := filepath.Join(n.portsDir, fmt.Sprintf("%s_%d.ports", filepath.Base(n.bin), n.pid()))
+	var ports struct {
+		Nats []string `json:"nats"`
+	}
+	ok := eventually(context.Background(), timeout, 20*time.Millisecond, func() bool {
+		b, err := os.ReadFile(file)
+		// The file is written in place: a partial one is read again.
+		return err == nil && json.Unmarshal(b, &ports) == nil && len(ports.Nats) > 0 || !n.running()
+	})
+	if !n.running() {
+		if line := lastLine(n.output(), "address already in use"); line != "" {
+			return fmt.Errorf("%s: %w: %s", n.name, errPortTaken, line)
+		}
+		return fmt.Errorf("%s exited while starting", n.name)
+	}
+	if !ok {
+		return fmt.Errorf("%s wrote no ports file within %s", n.name, timeout)
+	}
+	n.url = ports.Nats[0]
+	_, port, _ := strings.Cut(strings.TrimPrefix(n.url, "nats://"), ":")
+	n.pinArg("-p", port)
+	return nil
+}
+
+// lastLine returns the last line of out that contains s.
+func lastLine(out, s string) string {
+	i := strings.LastIndex(out, s)
+	if i < 0 {
+		return ""
+	}
+	start := strings.LastIndexByte(out[:i], '\n') + 1
+	end := strings.IndexByte(out[i:], '\n')
+	if end < 0 {
+		return out[start:]
+	}
+	return out[start : i+end]
 }
 
 // waitJetStream waits until the server answers JetStream API requests.

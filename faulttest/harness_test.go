@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/testport"
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/verify"
 )
 
@@ -92,15 +92,17 @@ func lkwebhookBin(t *testing.T) string {
 	return binPath
 }
 
-// freePort returns a loopback port that was free a moment ago.
+// freePort returns a loopback port that was free a moment ago (see
+// testport): only for a port a process must be told in advance (a
+// cluster's routes); its caller starts again when the port was taken.
+// Every other server binds port 0 and reports what it got.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testport.Free()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // childEnv is the environment of child processes: ours, minus anything that
@@ -194,6 +196,36 @@ func (p *proc) start() {
 	}()
 }
 
+// pinArg sets the value that follows flag in the arguments of the next
+// starts (a restart keeps the port the first run was given by the kernel).
+func (p *proc) pinArg(flag, value string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := 0; i+1 < len(p.args); i++ {
+		if p.args[i] == flag {
+			p.args[i+1] = value
+			return
+		}
+	}
+	p.t.Fatalf("%s: no %s argument to pin", p.name, flag)
+}
+
+// output is what the process printed since its last start.
+func (p *proc) output() string {
+	p.mu.Lock()
+	marker := fmt.Sprintf("===== faulttest: start #%d of %s ", p.starts, p.name)
+	p.mu.Unlock()
+	b, err := os.ReadFile(p.log.Name())
+	if err != nil {
+		return ""
+	}
+	out := string(b)
+	if i := strings.LastIndex(out, marker); i >= 0 {
+		out = out[i:]
+	}
+	return out
+}
+
 func (p *proc) pid() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -284,26 +316,59 @@ type serve struct {
 	base string // http://addr
 }
 
+// anyPort is the listen address of a server started by the tests: the
+// kernel picks a free port and the server says which (see resolveAddr), so
+// no other process can take the port in between.
+const anyPort = "127.0.0.1:0"
+
 // startServe runs `lkwebhook serve` on a fresh loopback port with the given
 // extra flags, and waits until /healthz answers 200.
 func startServe(t *testing.T, dataDir string, extra ...string) *serve {
 	t.Helper()
 	bin := lkwebhookBin(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	args := append([]string{"serve", "--addr", addr, "--data", dataDir, "--finalize-grace", "1s", "--log-level", "info"}, extra...)
+	args := append([]string{"serve", "--addr", anyPort, "--data", dataDir, "--finalize-grace", "1s", "--log-level", "info"}, extra...)
 	env := childEnv("LIVEKIT_API_KEY="+apiKey, "LIVEKIT_API_SECRET="+apiSecret)
-	s := &serve{proc: newProc(t, "serve", bin, args, env), addr: addr, base: "http://" + addr}
+	s := &serve{proc: newProc(t, "serve", bin, args, env)}
 	s.start()
 	s.waitHealthy(t, 45*time.Second)
 	return s
+}
+
+// listeningOn precedes the address in the line serve (and hookserve) print
+// on stdout once they listen: "lkwebhook: listening on http://ADDR/path".
+const listeningOn = "listening on http://"
+
+// resolveAddr learns the address a serve started on anyPort listens on from
+// its output, and pins it for restarts, which must keep the URL. It reports
+// whether the address is known (serve listens once its engine is up).
+func (s *serve) resolveAddr() bool {
+	if s.addr != "" {
+		return true
+	}
+	out := s.output()
+	i := strings.Index(out, listeningOn)
+	if i < 0 {
+		return false
+	}
+	addr := out[i+len(listeningOn):]
+	if j := strings.IndexAny(addr, "/\n"); j >= 0 {
+		addr = addr[:j]
+	}
+	s.pinArg("--addr", addr)
+	s.addr, s.base = addr, "http://"+addr
+	return true
 }
 
 func (s *serve) webhookURL() string { return s.base + webhookPath }
 
 var httpc = &http.Client{Timeout: 10 * time.Second}
 
-// health returns the /healthz status code (0 when unreachable).
+// health returns the /healthz status code (0 when unreachable or not yet
+// listening).
 func (s *serve) health() int {
+	if !s.resolveAddr() {
+		return 0
+	}
 	resp, err := httpc.Get(s.base + "/healthz")
 	if err != nil {
 		return 0

@@ -137,6 +137,10 @@ func startTimed(t *testing.T, s *serve, timeout time.Duration) time.Duration {
 		if !s.running() {
 			t.Fatalf("%s exited during start", s.name)
 		}
+		if !s.resolveAddr() { // not listening yet
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
 		if resp, err := c.Get(s.base + "/healthz"); err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
@@ -150,14 +154,14 @@ func startTimed(t *testing.T, s *serve, timeout time.Duration) time.Duration {
 	return 0
 }
 
-// newServe prepares (without starting) a serve process on a free port.
+// newServe prepares (without starting) a serve process on a port the
+// kernel picks.
 func newServe(t *testing.T, name, dataDir string, extra ...string) *serve {
 	t.Helper()
 	bin := lkwebhookBin(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	args := append([]string{"serve", "--addr", addr, "--data", dataDir, "--finalize-grace", "1s", "--log-level", "warn"}, extra...)
+	args := append([]string{"serve", "--addr", anyPort, "--data", dataDir, "--finalize-grace", "1s", "--log-level", "warn"}, extra...)
 	env := childEnv("LIVEKIT_API_KEY="+apiKey, "LIVEKIT_API_SECRET="+apiSecret)
-	return &serve{proc: newProc(t, name, bin, args, env), addr: addr, base: "http://" + addr}
+	return &serve{proc: newProc(t, name, bin, args, env)}
 }
 
 // waitGauge polls a /metrics gauge until it reaches want; it returns the

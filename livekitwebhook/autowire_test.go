@@ -70,7 +70,7 @@ func TestAutoWireEnabled(t *testing.T) {
 			if h := r.Health(); h.Status != "healthy" {
 				t.Fatalf("not started: %+v", h)
 			}
-			base := serveAdapter(t, a, cfg.SessionsPath)
+			base := serveAdapter(t, a, freeAddr)
 			code, body := postEvent(t, base+cfg.Path, roomEvent("EV_aw_1", "room_started", "aw-room", "RM_aw", time.Now().Unix()))
 			if code != http.StatusOK {
 				t.Fatalf("post: %d %s", code, body)

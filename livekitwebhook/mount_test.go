@@ -2,10 +2,14 @@ package livekitwebhook
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
-	"net"
+	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,52 +18,115 @@ import (
 	chiadapter "github.com/lookatitude/beluga-ai/v2/server/adapters/chi"
 	echoadapter "github.com/lookatitude/beluga-ai/v2/server/adapters/echo"
 	grpcadapter "github.com/lookatitude/beluga-ai/v2/server/adapters/grpc"
+
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/testport"
 )
 
-// freeAddr returns a loopback address that was free a moment ago (Beluga's
-// adapters listen themselves and do not report the port of ":0").
+// freeAddr returns a loopback address that was free a moment ago: another
+// process can take it before it is bound (see serveAdapter).
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
 	return addr
 }
 
-// serveAdapter runs a.Serve on a free loopback port until the test ends and
-// returns its base URL once it answers.
-func serveAdapter(t testing.TB, a server.ServerAdapter, probe string) string {
+// serveAdapter runs a.Serve on a loopback port until the test ends and
+// returns its base URL once it answers. Beluga's adapters listen themselves
+// and do not report the port of ":0", so the port is picked from addrs;
+// when another process took it meanwhile, Serve fails with EADDRINUSE and
+// the next one is tried. A route of its own with a random answer tells this
+// adapter from whoever holds the port.
+func serveAdapter(t testing.TB, a server.ServerAdapter, addrs func(testing.TB) string) string {
 	t.Helper()
-	addr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx, addr) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("adapter did not stop")
+	const probe = "/serve-adapter-probe"
+	token := rand.Text()
+	if err := a.RegisterHandler(probe, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, token)
+	})); err != nil {
+		t.Fatal(err)
+	}
+	for attempt := 1; ; attempt++ {
+		base := "http://" + addrs(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- a.Serve(ctx, strings.TrimPrefix(base, "http://")) }()
+		err := waitServing(base+probe, token, done, 10*time.Second)
+		if err == nil {
+			t.Cleanup(func() {
+				cancel()
+				select {
+				case <-done:
+				case <-time.After(10 * time.Second):
+					t.Error("adapter did not stop")
+				}
+			})
+			return base
 		}
-	})
-	base := "http://" + addr
-	eventually(t, 10*time.Second, "adapter serving", func() bool {
+		cancel()
+		if !errors.Is(err, syscall.EADDRINUSE) || attempt == 5 {
+			t.Fatalf("serve adapter (attempt %d): %v", attempt, err)
+		}
+		t.Logf("serve adapter attempt %d: %v; trying another port", attempt, err)
+	}
+}
+
+// waitServing polls url until it answers token, or Serve (done) ends.
+func waitServing(url, token string, done <-chan error, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
 		select {
 		case err := <-done:
-			t.Fatalf("Serve: %v", err)
+			return fmt.Errorf("Serve: %w", err)
 		default:
 		}
-		res, err := http.Get(base + probe)
-		if err != nil {
-			return false
+		// A short timeout: whatever holds a taken port may never answer.
+		if res, err := (&http.Client{Timeout: time.Second}).Get(url); err == nil {
+			b, _ := io.ReadAll(res.Body)
+			_ = res.Body.Close()
+			if string(b) == token {
+				return nil
+			}
 		}
-		_ = res.Body.Close()
-		return true
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not answer within %s", url, timeout)
+}
+
+// TestServeAdapterPortTaken: the port picked for an adapter is taken by
+// another HTTP server before the adapter binds it; serveAdapter must not
+// take that server for the adapter, and serves on another port.
+func TestServeAdapterPortTaken(t *testing.T) {
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	defer other.Close()
+	taken := other.Listener.Addr().String()
+	picks := 0
+	a := server.NewStdlibAdapter(server.Config{})
+	if err := a.RegisterHandler("/hello", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "adapter")
+	})); err != nil {
+		t.Fatal(err)
+	}
+	base := serveAdapter(t, a, func(t testing.TB) string {
+		if picks++; picks == 1 {
+			return taken
+		}
+		return freeAddr(t)
 	})
-	return base
+	if base == "http://"+taken || picks != 2 {
+		t.Fatalf("adapter served at %s after %d picks; want another address than %s, after 2", base, picks, taken)
+	}
+	res, err := http.Get(base + "/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	_ = res.Body.Close()
+	if string(b) != "adapter" {
+		t.Fatalf("GET /hello = %q, want the adapter's answer", b)
+	}
 }
 
 func TestMountAdapters(t *testing.T) {
@@ -93,7 +160,7 @@ func TestMountAdapters(t *testing.T) {
 			if err := r.Mount(a); err != nil {
 				t.Fatalf("Mount: %v", err)
 			}
-			base := serveAdapter(t, a, cfg.SessionsPath)
+			base := serveAdapter(t, a, freeAddr)
 
 			// The webhook: signed, accepted; unsigned, refused; GET, 405.
 			code, body := postEvent(t, base+cfg.Path, roomEvent("EV_mount1", "room_started", "mount-room", "RM_mount", time.Now().Unix()))

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -144,8 +145,8 @@ type Serve struct {
 }
 
 // StartServe builds lkwebhook (once per test binary; see EnvServeBinary),
-// starts `lkwebhook serve` on a free loopback port, waits until GET /healthz
-// answers 200 and registers a cleanup that stops it (SIGTERM, then SIGKILL)
+// starts `lkwebhook serve` on a loopback port the kernel picks, waits until
+// GET /healthz answers 200 and registers a cleanup that stops it (SIGTERM, then SIGKILL)
 // and prints the tail of its log if the test failed. A race report in the
 // log fails the test.
 func StartServe(t testing.TB, opts ServeOptions) *Serve {
@@ -183,26 +184,13 @@ func StartServe(t testing.TB, opts ServeOptions) *Serve {
 		}
 	})
 
-	// A port found free can be taken before serve binds it; retry then.
-	var lastErr error
-	for attempt := 1; attempt <= 3; attempt++ {
-		port, err := func() (int, error) {
-			portMu.Lock()
-			defer portMu.Unlock()
-			return freeTCPPort()
-		}()
-		if err != nil {
-			t.Fatalf("lkserver: %v", err)
-		}
-		s.setPort(port)
-		if lastErr = s.start(); lastErr == nil {
-			return s
-		}
-		t.Logf("lkserver: lkwebhook serve start attempt %d failed: %v", attempt, lastErr)
+	// Port 0: the kernel picks a free port and serve says which, so no
+	// other process can take it in between (Restart keeps it).
+	if err := s.start(); err != nil {
+		s.logTail(t, 60)
+		t.Fatalf("lkserver: could not start lkwebhook serve: %v", err)
 	}
-	s.logTail(t, 60)
-	t.Fatalf("lkserver: could not start lkwebhook serve: %v", lastErr)
-	return nil
+	return s
 }
 
 func (s *Serve) setPort(port int) {
@@ -238,8 +226,15 @@ func (s *Serve) start() error {
 		s.mu.Unlock()
 		return err
 	}
-	fmt.Fprintf(logf, "=== run %d: lkwebhook serve on %s (data %s)\n", s.runs, s.URL, s.DataDir)
-	args := []string{"serve", "--addr", "127.0.0.1:" + strconv.Itoa(s.Port), "--data", s.DataDir}
+	runStart, err := logf.Seek(0, io.SeekEnd)
+	if err != nil {
+		_ = logf.Close()
+		s.mu.Unlock()
+		return err
+	}
+	listen := "127.0.0.1:" + strconv.Itoa(s.Port) // port 0 on the first run
+	fmt.Fprintf(logf, "=== run %d: lkwebhook serve on %s (data %s)\n", s.runs, listen, s.DataDir)
+	args := []string{"serve", "--addr", listen, "--data", s.DataDir}
 	if s.opts.AdminToken != "" {
 		args = append(args, "--admin-token", s.opts.AdminToken)
 	}
@@ -266,11 +261,52 @@ func (s *Serve) start() error {
 	}()
 	s.mu.Unlock()
 
+	if s.Port == 0 {
+		if err := s.waitListening(exited, runStart); err != nil {
+			s.Kill()
+			return err
+		}
+	}
 	if err := s.waitHealthy(exited); err != nil {
 		s.Kill()
 		return err
 	}
 	return nil
+}
+
+// listeningOn precedes the address in the line serve prints on stdout once
+// it listens: "lkwebhook: listening on http://ADDR/path".
+const listeningOn = "lkwebhook: listening on http://"
+
+// waitListening reads the address serve bound from its output since offset
+// runStart of the log, and sets the port and URLs.
+func (s *Serve) waitListening(exited chan struct{}, runStart int64) error {
+	deadline := time.Now().Add(s.opts.StartTimeout)
+	for {
+		out := s.log()
+		if int64(len(out)) >= runStart {
+			out = out[runStart:]
+		}
+		if i := strings.Index(out, listeningOn); i >= 0 {
+			hostPort, _, _ := strings.Cut(out[i+len(listeningOn):], "/")
+			_, p, err := net.SplitHostPort(hostPort)
+			port, perr := strconv.Atoi(p)
+			if err != nil || perr != nil {
+				return fmt.Errorf("lkwebhook serve printed an unreadable address %q", hostPort)
+			}
+			s.setPort(port)
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("lkwebhook serve exited before listening: %v", s.ExitErr())
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("lkwebhook serve not listening within %v", s.opts.StartTimeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func (s *Serve) waitHealthy(exited chan struct{}) error {

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"math/big"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livekit/protocol/livekit"
 	"github.com/livekit/protocol/logger"
 	lksdk "github.com/livekit/server-sdk-go/v2"
 	"gopkg.in/yaml.v3"
@@ -196,23 +196,35 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 
 	dir := t.TempDir()
-	// A port found free can be taken before the server binds it; retry then.
-	var lastErr error
-	for attempt := 1; attempt <= 3; attempt++ {
+	// livekit-server cannot be told to bind port 0 (it would not say which
+	// port it got): its ports are picked free, and another process can take
+	// one before the server binds it. Start again on new ports then.
+	for attempt := 1; ; attempt++ {
 		s, err := start(t, bin, dir, attempt, opts)
 		if err == nil {
 			return s
 		}
-		lastErr = err
-		t.Logf("lkserver: start attempt %d failed: %v", attempt, err)
+		if !errors.Is(err, errPortTaken) || attempt == startAttempts {
+			t.Fatalf("lkserver: could not start livekit-server (attempt %d): %v", attempt, err)
+		}
+		t.Logf("lkserver: start attempt %d: %v; starting again on new ports", attempt, err)
 	}
-	t.Fatalf("lkserver: could not start livekit-server: %v", lastErr)
-	return nil
 }
+
+// startAttempts bounds the starts of a server whose port was taken.
+const startAttempts = 5
+
+// errPortTaken: a port the server was configured with was taken before the
+// server bound it.
+var errPortTaken = errors.New("port taken before livekit-server bound it")
+
+// pickPorts picks the ports of one start (a variable for the test of a
+// port taken in between).
+var pickPorts = allocPorts
 
 func start(t testing.TB, bin, dir string, attempt int, opts Options) (*Server, error) {
 	t.Helper()
-	ports, err := allocPorts(opts.ICEPorts)
+	ports, err := pickPorts(opts.ICEPorts)
 	if err != nil {
 		return nil, err
 	}
@@ -280,8 +292,10 @@ func start(t testing.TB, bin, dir string, attempt int, opts Options) (*Server, e
 
 	if err := s.waitReady(opts.StartTimeout); err != nil {
 		s.stop()
-		t.Logf("lkserver: config was:\n%s", data)
-		s.logTail(t, 60)
+		if !errors.Is(err, errPortTaken) {
+			t.Logf("lkserver: config was:\n%s", data)
+			s.logTail(t, 60)
+		}
 		return nil, err
 	}
 	t.Cleanup(func() {
@@ -293,31 +307,38 @@ func start(t testing.TB, bin, dir string, attempt int, opts Options) (*Server, e
 	return s, nil
 }
 
-// waitReady polls GET / until the server answers 200.
+// waitReady waits until a RoomService call signed with the server's key
+// pair succeeds: only this server knows the pair, so an answer from another
+// process that took its port does not count. A server that exited on a
+// port in use yields errPortTaken.
 func (s *Server) waitReady(timeout time.Duration) error {
-	client := &http.Client{Timeout: time.Second}
+	rs := s.RoomService()
 	deadline := time.Now().Add(timeout)
 	for {
 		select {
 		case <-s.exited:
+			// livekit-server prints the error and exits 0.
+			log, _ := os.ReadFile(s.LogPath)
+			if line := lastLine(string(log), "address already in use"); line != "" {
+				return fmt.Errorf("%w: %s", errPortTaken, line)
+			}
 			return fmt.Errorf("livekit-server exited before becoming ready: %v", s.exitErr)
 		default:
 		}
-		resp, err := client.Get(s.URL + "/")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := rs.ListRooms(ctx, &livekit.ListRoomsRequest{})
+		cancel()
 		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				// livekit-server marks itself running 100 ms after it starts
-				// serving HTTP, and ignores a SIGTERM that comes before
-				// (Stop sees "not running"). Let that window pass.
-				time.Sleep(250 * time.Millisecond)
-				return nil
-			}
+			// livekit-server marks itself running 100 ms after it starts
+			// serving HTTP, and ignores a SIGTERM that comes before
+			// (Stop sees "not running"). Let that window pass.
+			time.Sleep(250 * time.Millisecond)
+			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("livekit-server did not answer on %s within %v (last error: %v)", s.URL, timeout, err)
+			return fmt.Errorf("livekit-server not ready on %s within %v (last: %v)", s.URL, timeout, err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -372,6 +393,20 @@ func (s *Server) LogTail(n int) string {
 func (s *Server) logTail(t testing.TB, n int) {
 	t.Helper()
 	t.Logf("lkserver: last %d lines of %s:\n%s", n, s.LogPath, s.LogTail(n))
+}
+
+// lastLine returns the last line of out that contains sub.
+func lastLine(out, sub string) string {
+	i := strings.LastIndex(out, sub)
+	if i < 0 {
+		return ""
+	}
+	start := strings.LastIndexByte(out[:i], '\n') + 1
+	end := strings.IndexByte(out[i:], '\n')
+	if end < 0 {
+		return out[start:]
+	}
+	return out[start : i+end]
 }
 
 // RoomService returns a RoomService client for the server.
@@ -456,21 +491,43 @@ func allocPorts(udpCount int) (portSet, error) {
 	return ps, nil
 }
 
+// freeTCPPort returns a loopback TCP port that was free a moment ago, drawn
+// below the kernel's ephemeral range, which connect() and port-0 binds use:
+// on a machine busy with connections a port released there is soon taken
+// again, one below it only by a process asking for it.
 func freeTCPPort() (int, error) {
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	lo := ephemeralLow()
+	for range 100 {
+		n, err := rand.Int(rand.Reader, big.NewInt(int64(lo-10000)))
 		if err != nil {
 			return 0, err
 		}
-		port := l.Addr().(*net.TCPAddr).Port
-		_ = l.Close()
+		port := 10000 + int(n.Int64())
 		key := "tcp/" + strconv.Itoa(port)
-		if !portUsed[key] {
-			portUsed[key] = true
-			return port, nil
+		if portUsed[key] {
+			continue
 		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		_ = l.Close()
+		portUsed[key] = true
+		return port, nil
 	}
 	return 0, errors.New("no free TCP port found")
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux's
+// default when it cannot be read).
+func ephemeralLow() int {
+	b, _ := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if f := strings.Fields(string(b)); len(f) == 2 {
+		if lo, err := strconv.Atoi(f[0]); err == nil && lo > 11000 {
+			return lo
+		}
+	}
+	return 32768
 }
 
 // freeUDPRange finds count consecutive UDP ports in 20000–59999, all bindable

@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/examples/internal/exampletest"
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/testport"
 
 	"github.com/livekit/protocol/livekit"
 )
@@ -22,39 +25,89 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	exampletest.WaitFor(t, 15*time.Second, what, cond)
 }
 
+// freeAddr returns a loopback address that was free a moment ago: another
+// process can take it before run binds it (see startRun).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
-// startRun runs the example and waits until its server answers.
+// probeClient does not wait long on whatever holds a taken port.
+var probeClient = &http.Client{Timeout: time.Second}
+
+// pickAddr picks run's --addr (a variable for TestStartRunPortTaken).
+var pickAddr = freeAddr
+
+// startRun runs the example and waits until its server answers. The
+// example's Beluga adapter listens itself and does not report the port of
+// ":0", so run gets a port found free; when another process took it
+// meanwhile, run fails with EADDRINUSE and is started again on another.
 func startRun(t *testing.T, ctx context.Context, args ...string) (url string, out *syncBuffer, done chan error) {
 	t.Helper()
-	addr := freeAddr(t)
-	out = &syncBuffer{}
-	done = make(chan error, 1)
-	args = append([]string{"--addr", addr, "--data", t.TempDir()}, args...)
-	go func() { done <- run(ctx, args, out) }()
-	url = "http://" + addr + "/voice/livekit/webhooks"
-	waitFor(t, "server up", func() bool {
-		select {
-		case err := <-done:
-			t.Fatalf("run ended early: %v\n%s", err, out.String())
-		default:
+	for attempt := 1; ; attempt++ {
+		addr := pickAddr(t)
+		out = &syncBuffer{}
+		done = make(chan error, 1)
+		runArgs := append([]string{"--addr", addr, "--data", t.TempDir()}, args...)
+		go func() { done <- run(ctx, runArgs, out) }()
+		url = "http://" + addr + "/voice/livekit/webhooks"
+		var runErr error
+		ended := false
+		waitFor(t, "server up", func() bool {
+			select {
+			case runErr = <-done:
+				ended = true
+				return true
+			default:
+			}
+			res, err := probeClient.Get(url)
+			if err != nil {
+				return false
+			}
+			_ = res.Body.Close()
+			return res.StatusCode == http.StatusMethodNotAllowed
+		})
+		if !ended {
+			return url, out, done
 		}
-		res, err := http.Get(url)
-		if err != nil {
-			return false
+		if !errors.Is(runErr, syscall.EADDRINUSE) || attempt == 5 {
+			t.Fatalf("run ended early (attempt %d): %v\n%s", attempt, runErr, out.String())
 		}
-		_ = res.Body.Close()
-		return res.StatusCode == http.StatusMethodNotAllowed
-	})
-	return url, out, done
+		t.Logf("run attempt %d: %v; trying another port", attempt, runErr)
+	}
+}
+
+// TestStartRunPortTaken: the port picked for run is taken before run binds
+// it; startRun starts run again on another port instead of failing.
+func TestStartRunPortTaken(t *testing.T) {
+	clearKeyEnv(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	picks := 0
+	pickAddr = func(t *testing.T) string {
+		if picks++; picks == 1 {
+			return busy.Addr().String()
+		}
+		return freeAddr(t)
+	}
+	t.Cleanup(func() { pickAddr = freeAddr })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	url, _, done := startRun(t, ctx, "--room", "never-ends")
+	if picks != 2 || strings.Contains(url, busy.Addr().String()) {
+		t.Fatalf("run serving at %s after %d picks, want another port than %s after 2", url, picks, busy.Addr())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
 }
 
 func clearKeyEnv(t *testing.T) {
