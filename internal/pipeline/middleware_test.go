@@ -52,9 +52,11 @@ func (m *recMsg) settle(f func()) error {
 	return nil
 }
 
-func (m *recMsg) Ack() error                    { return m.settle(func() { m.acks++ }) }
-func (m *recMsg) Term() error                   { return m.settle(func() { m.terms++ }) }
-func (m *recMsg) Nak(delay time.Duration) error { return m.settle(func() { m.naks = append(m.naks, delay) }) }
+func (m *recMsg) Ack() error  { return m.settle(func() { m.acks++ }) }
+func (m *recMsg) Term() error { return m.settle(func() { m.terms++ }) }
+func (m *recMsg) Nak(delay time.Duration) error {
+	return m.settle(func() { m.naks = append(m.naks, delay) })
+}
 
 func (m *recMsg) InProgress() error {
 	m.mu.Lock()
