@@ -266,7 +266,7 @@ func TestJetStreamChain(t *testing.T) {
 		Timeout(100*time.Millisecond),
 		InProgress(time.Second),
 	)
-	r := NewRouter(chain, WithWorkers(4))
+	r := NewRouter(chain, WithWorkers(4), WithNakDelay(time.Minute)) // every nak here has its own delay
 	e.consume(r)
 
 	traced := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{9}, SpanID: trace.SpanID{9}, TraceFlags: trace.FlagsSampled})

@@ -95,6 +95,10 @@ func settledOnce(t *testing.T, m *recMsg) time.Duration {
 
 var errBoom = errors.New("boom")
 
+// testNakDelay is Settle's default in these tests: unlike any backoff, so
+// that a test tells which delay a nak got.
+const testNakDelay = 3 * time.Millisecond
+
 func fails(err error) Handler {
 	return func(context.Context, Message) error { return err }
 }
@@ -174,7 +178,7 @@ func TestRetry(t *testing.T) {
 		}
 		retried = append(retried, d)
 	}}
-	h := Chain(fails(errBoom), Settle(time.Second), Retry(p))
+	h := Chain(fails(errBoom), Settle(testNakDelay), Retry(p))
 
 	m := newRec(3)
 	if err := h(context.Background(), m); !errors.Is(err, errBoom) {
@@ -194,8 +198,8 @@ func TestRetry(t *testing.T) {
 	cancel()
 	m = newRec(5)
 	_ = h(ctx, m)
-	if d := settledOnce(t, m); d != time.Second {
-		t.Fatalf("nak delay while stopping %v, want the default 1s", d)
+	if d := settledOnce(t, m); d != testNakDelay {
+		t.Fatalf("nak delay while stopping %v, want the default", d)
 	}
 	if len(retried) != 0 {
 		t.Fatal("OnRetry called while stopping")
@@ -203,7 +207,7 @@ func TestRetry(t *testing.T) {
 
 	// Later: its own delay, no retry counted.
 	m = newRec(5)
-	_ = Chain(fails(Later(time.Hour)), Settle(time.Second), Retry(p))(context.Background(), m)
+	_ = Chain(fails(Later(time.Hour)), Settle(testNakDelay), Retry(p))(context.Background(), m)
 	if d := settledOnce(t, m); d != time.Hour || len(retried) != 0 {
 		t.Fatalf("Later: nak %v, OnRetry %d; want 1h, 0", d, len(retried))
 	}
@@ -237,7 +241,7 @@ func TestDeadLetter(t *testing.T) {
 		{name: "no limit", attempt: 100, max: 0, err: errBoom, wantNak: [2]time.Duration{30 * time.Second, time.Minute}},
 		{name: "no limit, permanent", attempt: 1, max: 0, err: Permanent(errBoom), wantSunk: true, wantNak: [2]time.Duration{-1, -1}},
 		{name: "later is not a failure", attempt: 9, max: 3, err: Later(time.Minute), wantNak: [2]time.Duration{time.Minute, time.Minute}},
-		{name: "stopping is not a failure", ctx: canceled, attempt: 9, max: 3, err: Permanent(errBoom), wantNak: [2]time.Duration{time.Second, time.Second}},
+		{name: "stopping is not a failure", ctx: canceled, attempt: 9, max: 3, err: Permanent(errBoom), wantNak: [2]time.Duration{testNakDelay, testNakDelay}},
 		{name: "sink failure nak'ed with backoff", attempt: 3, max: 3, err: errBoom, sinkFails: true, wantSunk: true, wantNak: [2]time.Duration{time.Second, 2 * time.Second}},
 		{name: "listed outside Retry", attempt: 3, max: 3, err: errBoom, outside: true, wantSunk: true, wantNak: [2]time.Duration{-1, -1}},
 		{name: "listed outside Retry, sink failure", attempt: 3, max: 3, err: errBoom, outside: true, sinkFails: true, wantSunk: true, wantNak: [2]time.Duration{time.Second, 2 * time.Second}},
@@ -254,9 +258,9 @@ func TestDeadLetter(t *testing.T) {
 			}
 			retries := 0
 			retry := Retry(RetryPolicy{OnRetry: func(context.Context, Message, error, time.Duration) { retries++ }})
-			mws := []Middleware{Settle(time.Second), retry, DeadLetter(c.max, sink)}
+			mws := []Middleware{Settle(testNakDelay), retry, DeadLetter(c.max, sink)}
 			if c.outside {
-				mws = []Middleware{Settle(time.Second), DeadLetter(c.max, sink), retry}
+				mws = []Middleware{Settle(testNakDelay), DeadLetter(c.max, sink), retry}
 			}
 			ctx := c.ctx
 			if ctx == nil {
@@ -293,7 +297,7 @@ func TestRecover(t *testing.T) {
 	m := newRec(1)
 	var seen error
 	h := Chain(func(context.Context, Message) error { panic("kaboom") },
-		Settle(time.Second),
+		Settle(testNakDelay),
 		Retry(RetryPolicy{OnRetry: func(_ context.Context, _ Message, err error, _ time.Duration) { seen = err }}),
 		Recover())
 	err := h(context.Background(), m)

@@ -79,86 +79,95 @@ func TestRouterOrderPerKey(t *testing.T) {
 // goroutines dispatch to it. Before this package, stopping closed the
 // worker channels while the consumer could still send on them (panic: send
 // on closed channel). Here nothing panics, and every message is settled
-// exactly once: by the router if Dispatch took it, else by the caller.
+// exactly once: by the router if Dispatch took it, else by the caller. The
+// race it guards is narrow, so each case runs many rounds.
 func TestRouterStopUnderConcurrentDispatch(t *testing.T) {
+	rounds := 40
+	if testing.Short() {
+		rounds = 5
+	}
 	for _, slow := range []bool{false, true} {
 		t.Run(fmt.Sprintf("slow=%v", slow), func(t *testing.T) {
-			started := make(chan struct{}, 1)
-			h := func(ctx context.Context, _ Message) error {
-				if slow {
-					select {
-					case started <- struct{}{}:
-					default:
-					}
-					<-ctx.Done() // slower than the stop deadline
-					return ctx.Err()
+			for range rounds {
+				stopUnderDispatch(t, slow)
+			}
+		})
+	}
+}
+
+func stopUnderDispatch(t *testing.T, slow bool) {
+	t.Helper()
+	started := make(chan struct{}, 1)
+	h := func(ctx context.Context, _ Message) error {
+		if slow {
+			select {
+			case started <- struct{}{}:
+			default:
+			}
+			<-ctx.Done() // slower than the stop deadline
+			return ctx.Err()
+		}
+		return nil
+	}
+	r := NewRouter(h, WithWorkers(3))
+	var (
+		wg             sync.WaitGroup
+		mu             sync.Mutex
+		taken, refused []*recMsg
+		dispatched     atomic.Int64
+		enough         = make(chan struct{})
+		enoughOnce     sync.Once
+	)
+	for g := range 32 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				m := newRec(1)
+				err := r.Dispatch(context.Background(), fmt.Sprintf("k%d-%d", g, i%5), m)
+				mu.Lock()
+				if err == nil {
+					taken = append(taken, m)
+				} else {
+					refused = append(refused, m)
 				}
-				return nil
-			}
-			r := NewRouter(h, WithWorkers(3))
-			var (
-				wg             sync.WaitGroup
-				mu             sync.Mutex
-				taken, refused []*recMsg
-				dispatched     atomic.Int64
-				enough         = make(chan struct{})
-				enoughOnce     sync.Once
-			)
-			for g := range 32 {
-				wg.Go(func() {
-					for i := 0; ; i++ {
-						m := newRec(1)
-						err := r.Dispatch(context.Background(), fmt.Sprintf("k%d-%d", g, i%5), m)
-						mu.Lock()
-						if err == nil {
-							taken = append(taken, m)
-						} else {
-							refused = append(refused, m)
-						}
-						mu.Unlock()
-						if err != nil {
-							if !errors.Is(err, ErrStopped) {
-								t.Errorf("Dispatch: %v", err)
-							}
-							_ = m.Nak(time.Second) // the caller's part
-							return
-						}
-						if dispatched.Add(1) == 200 || slow {
-							enoughOnce.Do(func() { close(enough) })
-						}
+				mu.Unlock()
+				if err != nil {
+					if !errors.Is(err, ErrStopped) {
+						t.Errorf("Dispatch: %v", err)
 					}
-				})
-			}
-			<-enough
-			if slow {
-				<-started
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if slow {
-				// The deadline passes while handlers still run.
-				ctx, cancel = context.WithCancel(context.Background())
-				cancel()
-			}
-			err := r.Stop(ctx)
-			if slow != (err != nil) {
-				t.Fatalf("Stop = %v (slow handlers: %v)", err, slow)
-			}
-			wg.Wait()
-			<-r.Closed()
-			if err := r.Dispatch(context.Background(), "k", newRec(1)); !errors.Is(err, ErrStopped) {
-				t.Fatalf("Dispatch after Stop = %v, want ErrStopped", err)
-			}
-			if len(taken) == 0 || len(refused) != 32 {
-				t.Fatalf("taken %d, refused %d", len(taken), len(refused))
-			}
-			for _, m := range append(taken, refused...) {
-				d := settledOnce(t, m)
-				if slow && d != DefaultNakDelay {
-					t.Fatalf("unfinished message settled with %v, want a nak after %v", d, DefaultNakDelay)
+					_ = m.Nak(time.Second) // the caller's part
+					return
+				}
+				if dispatched.Add(1) == 200 || slow {
+					enoughOnce.Do(func() { close(enough) })
 				}
 			}
 		})
+	}
+	<-enough
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if slow {
+		// The deadline passes while handlers still run.
+		<-started
+		cancel()
+	}
+	err := r.Stop(ctx)
+	if slow != (err != nil) {
+		t.Fatalf("Stop = %v (slow handlers: %v)", err, slow)
+	}
+	wg.Wait()
+	<-r.Closed()
+	if err := r.Dispatch(context.Background(), "k", newRec(1)); !errors.Is(err, ErrStopped) {
+		t.Fatalf("Dispatch after Stop = %v, want ErrStopped", err)
+	}
+	if len(taken) == 0 || len(refused) != 32 {
+		t.Fatalf("taken %d, refused %d", len(taken), len(refused))
+	}
+	for _, m := range append(taken, refused...) {
+		d := settledOnce(t, m)
+		if slow && d != DefaultNakDelay {
+			t.Fatalf("unfinished message settled with %v, want a nak after %v", d, DefaultNakDelay)
+		}
 	}
 }
 
