@@ -166,40 +166,46 @@ func Timeout(d time.Duration) Middleware {
 	}
 }
 
-// DefaultHeartbeat is InProgress's interval when given none: well inside
+// defaultHeartbeat is InProgress's interval when given none: well inside
 // the processor's 10 s ack wait.
-const DefaultHeartbeat = 3 * time.Second
+const defaultHeartbeat = 3 * time.Second
 
-// InProgress calls m.InProgress every interval while the handler runs, so
-// that slow work keeps its message instead of having it redelivered to
-// another worker after the ack wait. It stops with the handler, or when ctx
-// ends (a handler that ignores a stop loses its message to redelivery).
+// InProgress calls m.InProgress every interval (3 s if every <= 0) while
+// the handler runs, so that slow work keeps its message instead of having
+// it redelivered to another worker after the ack wait. It stops with the
+// handler, or when ctx ends (a handler that ignores a stop loses its
+// message to redelivery).
 func InProgress(every time.Duration) Middleware {
 	if every <= 0 {
-		every = DefaultHeartbeat
+		every = defaultHeartbeat
 	}
 	return func(next Handler) Handler {
 		return func(ctx context.Context, m Message) error {
-			done := make(chan struct{})
-			var wg sync.WaitGroup
-			wg.Go(func() {
-				t := time.NewTicker(every)
-				defer t.Stop()
-				for {
-					select {
-					case <-done:
-						return
-					case <-ctx.Done():
-						return
-					case <-t.C:
-						_ = m.InProgress()
-					}
+			// A timer, not a goroutine: most handlers finish long before
+			// the first beat.
+			var mu sync.Mutex // a beat holds it; stopping takes it
+			stopped := false
+			var t *time.Timer
+			beat := func() {
+				mu.Lock()
+				defer mu.Unlock()
+				if stopped || ctx.Err() != nil {
+					return
 				}
-			})
+				_ = m.InProgress()
+				t.Reset(every)
+			}
+			mu.Lock() // a beat waits for t to be set
+			t = time.AfterFunc(every, beat)
+			mu.Unlock()
 			// No heartbeat after the handler returns: whatever settles the
 			// message next must not race one.
-			defer wg.Wait()
-			defer close(done)
+			defer func() {
+				mu.Lock()
+				stopped = true
+				t.Stop()
+				mu.Unlock()
+			}()
 			return next(ctx, m)
 		}
 	}

@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"runtime"
 	"sync"
 	"time"
@@ -15,6 +14,8 @@ import (
 //
 // It stops through contexts, never by closing a channel a Dispatch may
 // still be sending on: once Stop has begun, Dispatch answers ErrStopped.
+// A panic no Recover in the chain catches ends the process, as in any
+// goroutine.
 type Router struct {
 	handler  Handler // the chain, with Settle outermost
 	yield    func(context.Context)
@@ -41,7 +42,11 @@ type Option func(*Router)
 
 // WithWorkers sets the number of workers (default GOMAXPROCS).
 func WithWorkers(n int) Option {
-	return func(r *Router) { r.workerN = n }
+	return func(r *Router) {
+		if n > 0 {
+			r.workerN = n
+		}
+	}
 }
 
 // WithYield sets a function called before each message, bounded by its
@@ -82,7 +87,7 @@ func NewRouter(h Handler, opts ...Option) *Router {
 		o(r)
 	}
 	r.handler = Settle(r.nakDelay)(h)
-	r.queues = make([]chan Message, max(r.workerN, 1))
+	r.queues = make([]chan Message, r.workerN)
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	for i := range r.queues {
 		q := make(chan Message, queueLen)
@@ -111,16 +116,25 @@ func (r *Router) Dispatch(ctx context.Context, key string, m Message) error {
 	r.mu.RUnlock()
 	defer r.senders.Done()
 
-	h := fnv.New32a()
-	h.Write([]byte(key))
 	select {
-	case r.queues[h.Sum32()%uint32(len(r.queues))] <- m:
+	case r.queues[slot(key, len(r.queues))] <- m:
 		return nil
 	case <-r.stopCh:
 		return ErrStopped
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// slot is the worker of key: FNV-1a, inline so that dispatching allocates
+// nothing.
+func slot(key string, n int) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(key); i++ {
+		h ^= uint32(key[i])
+		h *= 16777619
+	}
+	return int(h % uint32(n))
 }
 
 // work handles its queue until Stop has begun and no Dispatch can add to
