@@ -25,6 +25,7 @@ import (
 	"github.com/beluga-ai-contrib/beluga-livekit/examples/internal/exampletest"
 
 	"github.com/livekit/protocol/livekit"
+	"github.com/lookatitude/beluga-ai/v2/core"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
@@ -319,6 +320,12 @@ func driveAllInstruments(t *testing.T, url string, recv *livekitwebhook.Receiver
 	if code := postSigned(t, url, "devkey", "secret", late); code != http.StatusOK {
 		t.Fatalf("late event: %d", code)
 	}
+	// A connection closed for good (as NATS does on a protocol error)
+	// restarts the engine.
+	recv.Engine().Conn().Close()
+	waitFor(t, 30*time.Second, "the engine restarted", func() bool {
+		return recv.Health().Status == core.HealthHealthy && recv.Engine().Ready()
+	})
 }
 
 // scrape returns the metric families (name -> type) of a /metrics page.
