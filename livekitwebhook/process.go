@@ -2,6 +2,7 @@ package livekitwebhook
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -31,7 +32,10 @@ type processor struct {
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+	events  jetstream.Consumer // the durable consumer; reports read its ack floor
+	handed  handedOn
 	work    []chan jetstream.Msg
+	tasks   []chan jetstream.Msg // timers, by room
 	consume []jetstream.ConsumeContext
 
 	reconcile *reconciler // nil unless WithReconciler
@@ -60,6 +64,7 @@ func (p *processor) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("livekitwebhook: processor consumer: %w", err)
 	}
+	p.events = events
 	tasks, err := engine.Bounded(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
 		return p.eng.Tasks.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 			Durable:       engine.ConsumerFinalizer,
@@ -75,6 +80,18 @@ func (p *processor) start(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
 	p.work = make([]chan jetstream.Msg, n)
+	p.tasks = make([]chan jetstream.Msg, n)
+	for i := range p.tasks {
+		ch := make(chan jetstream.Msg, 4)
+		p.tasks[i] = ch
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			for msg := range ch {
+				p.handleTask(runCtx, msg)
+			}
+		}()
+	}
 	for i := range p.work {
 		ch := make(chan jetstream.Msg, 4)
 		p.work[i] = ch
@@ -99,7 +116,7 @@ func (p *processor) start(ctx context.Context) error {
 		return fmt.Errorf("livekitwebhook: consume: %w", err)
 	}
 	p.consume = append(p.consume, cc)
-	fc, err := tasks.Consume(func(msg jetstream.Msg) { p.handleTask(runCtx, msg) }, jetstream.PullMaxMessages(64), errh)
+	fc, err := tasks.Consume(p.dispatchTask, jetstream.PullMaxMessages(64), errh)
 	if err != nil {
 		cc.Stop()
 		p.stopWorkers()
@@ -178,6 +195,18 @@ func (p *processor) dispatch(msg jetstream.Msg) {
 	p.work[h.Sum32()%uint32(len(p.work))] <- msg
 }
 
+// dispatchTask routes a timer to the task worker of its room. Reports are
+// made concurrently (each is about ten round trips to the engine; one at a
+// time, a burst of finished rooms waited on their latency), but the timers of
+// one room (a finalize and an expire) still run one after the other here.
+func (p *processor) dispatchTask(msg jetstream.Msg) {
+	var t task
+	_ = json.Unmarshal(msg.Data(), &t) // undecodable: any worker terminates it
+	h := fnv.New32a()
+	h.Write([]byte(t.SID))
+	p.tasks[h.Sum32()%uint32(len(p.tasks))] <- msg
+}
+
 func (p *processor) stop(ctx context.Context) {
 	for _, cc := range p.consume {
 		cc.Drain()
@@ -193,6 +222,9 @@ func (p *processor) stop(ctx context.Context) {
 
 func (p *processor) stopWorkers() {
 	for _, ch := range p.work {
+		close(ch)
+	}
+	for _, ch := range p.tasks {
 		close(ch)
 	}
 	done := make(chan struct{})
