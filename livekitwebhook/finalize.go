@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -81,7 +82,7 @@ func (p *processor) handleTask(ctx context.Context, msg jetstream.Msg) {
 	// blamed for a loss a report caused.
 	p.lane.RLock()
 	stopBeat := keepInProgress(msg) // OnSessionEnded hooks may be slow
-	err := p.finalize(ctx, t)
+	err := p.finalize(ctx, t, newRecordCache(1))
 	stopBeat()
 	p.lane.RUnlock()
 	if err == nil {
@@ -110,7 +111,9 @@ func (p *processor) handleTask(ctx context.Context, msg jetstream.Msg) {
 	_ = msg.NakWithDelay(min(backoff(attempt), 5*time.Second))
 }
 
-func (p *processor) finalize(ctx context.Context, t task) (err error) {
+// finalize makes and delivers t's report. cache carries the room record from
+// one step to the next, saving a read before each compare-and-set.
+func (p *processor) finalize(ctx context.Context, t task, cache *recordCache) (err error) {
 	ctx, span := p.r.tel.tracer.Start(ctx, spanReport, trace.WithAttributes(
 		attribute.String(attrOpName, spanReport), attribute.String(attrRoomSID, t.SID),
 		attribute.String("livekitwebhook.task", t.Kind)))
@@ -127,13 +130,13 @@ func (p *processor) finalize(ctx context.Context, t task) (err error) {
 		return err
 	}
 	if time.Since(time.UnixMilli(t.DueMs)) < maxFinalizeWait {
-		if err := p.allApplied(ctx, t); err != nil {
+		if err := p.allApplied(ctx, t, cache); err != nil {
 			return err
 		}
 	}
 	var won bool
 	var closedActive int // participants an expiry closes (room_finished already did otherwise)
-	rec, err := p.rooms.update(ctx, t.Key, nil, func(cur *roomRecord) (*roomRecord, error) {
+	rec, err := p.rooms.update(ctx, t.Key, cache, func(cur *roomRecord) (*roomRecord, error) {
 		won, closedActive = false, 0
 		if cur == nil || cur.Reported {
 			return nil, nil
@@ -170,7 +173,7 @@ func (p *processor) finalize(ctx context.Context, t task) (err error) {
 			p.r.tel.reconcileClosed.Add(ctx, 1)
 		}
 	}
-	return p.deliver(ctx, t.Key, rec)
+	return p.deliver(ctx, t.Key, rec, cache)
 }
 
 // maxFinalizeWait bounds how long a report waits for stored events of its
@@ -182,65 +185,99 @@ const maxFinalizeWait = 2 * time.Minute
 // errEventsPending: the room has stored events not applied yet.
 var errEventsPending = errors.New("stored events of the room are not applied yet")
 
-// allApplied reads back every stored event of the room and checks that the
-// state has applied each (after the journal has handed on every event
-// accepted before the report was due). The grace period covers events still in flight
-// from LiveKit; this covers events already stored but not yet processed.
-func (p *processor) allApplied(ctx context.Context, t task) error {
-	// Events accepted before the report was due may still be in the
-	// journal, on their way to the events stream.
-	if held, err := p.eng.JournalHolds(ctx, time.UnixMilli(t.DueMs)); err != nil || held {
-		if err == nil {
-			err = errEventsPending
-		}
+// allApplied checks that the state has applied every stored event of the
+// room (after the journal has handed on every event accepted before the
+// report was due). The grace period covers events still in flight from
+// LiveKit; this covers events already stored but not yet processed.
+//
+// Only events past the processor's ack floor can be unprocessed, so only
+// those are read, one by one (next by subject): the check stays short however
+// long the stream. Through an ephemeral consumer per report, as before, a
+// burst of reports hit the server's limit of 1,000 consumers per stream (each
+// outlived its check by 5 min) and waited maxFinalizeWait. An event at or
+// below the floor that was dead-lettered does not hold the report.
+func (p *processor) allApplied(ctx context.Context, t task, cache *recordCache) error {
+	floor, err := p.floorFor(ctx, time.UnixMilli(t.DueMs))
+	if err != nil {
 		return err
 	}
-	rec, _, err := p.rooms.get(ctx, t.Key)
+	rec, rev, err := p.rooms.get(ctx, t.Key)
 	if err != nil || rec == nil || rec.Reported {
 		return err
 	}
-	cons, err := p.eng.JetStream().OrderedConsumer(ctx, engine.StreamEvents, jetstream.OrderedConsumerConfig{
-		FilterSubjects: engine.RoomEventsSubjects(rec.State.RoomName),
-		HeadersOnly:    true,
-	})
-	if err != nil {
-		return err
+	cache.put(t.Key, rec, rev)
+	for _, subject := range engine.RoomEventsSubjects(rec.State.RoomName) {
+		if err := p.appliedSince(ctx, t.SID, subject, floor, rec); err != nil {
+			return err
+		}
 	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return err
-	}
-	for left := info.NumPending; left > 0; {
-		batch, err := cons.FetchNoWait(int(min(left, 256)))
+	return nil
+}
+
+// appliedSince checks the stored events on subject past floor, one by one.
+func (p *processor) appliedSince(ctx context.Context, sid, subject string, floor uint64, rec *roomRecord) error {
+	for seq := floor + 1; ; {
+		m, err := p.eng.Events.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil // none left
+		}
 		if err != nil {
 			return err
 		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			h := m.Headers()
-			if sid := h.Get(headerRoomSID); sid != "" && sid != t.SID {
-				continue // the same name's other sessions
-			}
-			if id := h.Get(headerEventID); id != "" && !rec.State.Applied(id) {
-				return errEventsPending
-			}
+		seq = m.Sequence + 1
+		if s := m.Header.Get(headerRoomSID); s != "" && s != sid {
+			continue // the same name's other sessions
 		}
-		if err := batch.Error(); err != nil {
-			return err
+		if id := m.Header.Get(headerEventID); id != "" && !rec.State.Applied(id) {
+			return errEventsPending
 		}
-		if n == 0 {
-			break
-		}
-		left -= uint64(n)
 	}
-	return nil
+}
+
+// handedOn is what every report's check asks the engine, read once for many
+// reports of a burst: both values only move forward, so what was read for one
+// report stays true for the next.
+type handedOn struct {
+	mu     sync.Mutex
+	clear  time.Time // the journal held no envelope written before this
+	floor  uint64    // the processor acked every event up to this stream sequence
+	readAt time.Time
+}
+
+// handedOnMaxAge bounds how stale a floor may be: older, the events past it
+// that each check reads grow with the traffic since.
+const handedOnMaxAge = 100 * time.Millisecond
+
+// floorFor returns the processor's ack floor once every event accepted before
+// due is in the events stream, errEventsPending before that. The journal is
+// read before the floor: an event it had handed on is then either at or
+// below the floor (acked) or past it (read by the check).
+func (p *processor) floorFor(ctx context.Context, due time.Time) (uint64, error) {
+	h := &p.handed
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if due.After(h.clear) || time.Since(h.readAt) > handedOnMaxAge {
+		now := time.Now()
+		clear, err := p.eng.JournalClearBefore(ctx)
+		if err != nil {
+			return 0, err
+		}
+		ci, err := p.events.Info(ctx)
+		if err != nil {
+			return 0, err
+		}
+		h.clear, h.floor, h.readAt = clear, ci.AckFloor.Stream, now
+	}
+	if due.After(h.clear) {
+		return 0, errEventsPending
+	}
+	return h.floor, nil
 }
 
 // deliver stores, publishes and hands out a fixed report. Every step is
 // idempotent, so a retry after a partial failure repeats none of the effects
 // downstream consumers could see twice.
-func (p *processor) deliver(ctx context.Context, key string, rec *roomRecord) error {
+func (p *processor) deliver(ctx context.Context, key string, rec *roomRecord, cache *recordCache) error {
 	r := rec.Report
 	b, err := json.Marshal(r)
 	if err != nil {
@@ -276,7 +313,7 @@ func (p *processor) deliver(ctx context.Context, key string, rec *roomRecord) er
 		}
 		done = append(done, name)
 	}
-	_, err = p.rooms.update(ctx, key, nil, func(cur *roomRecord) (*roomRecord, error) {
+	_, err = p.rooms.update(ctx, key, cache, func(cur *roomRecord) (*roomRecord, error) {
 		if cur == nil || cur.Delivered {
 			return nil, nil
 		}

@@ -3,6 +3,7 @@ package livekitwebhook
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -35,14 +36,17 @@ type processor struct {
 	// consumers' callbacks may still be sending (a stop deadline passed).
 	runCtx  context.Context // canceled: everything stops at once
 	cancel  context.CancelFunc
-	drained chan struct{} // closed once no consumer can send: workers finish their queue
-	workers sync.WaitGroup
+	drained chan struct{}  // closed once no consumer can send: workers finish their queue
+	workers sync.WaitGroup // event and task workers
 	wg      sync.WaitGroup // sweeper and reconciler
 	// lane is held shared while an event, a journal envelope or a task is
 	// handled, exclusively while an event or envelope whose last handling
 	// lost the connection is.
 	lane    sync.RWMutex
+	events  jetstream.Consumer // the durable consumer; reports read its ack floor
+	handed  handedOn
 	work    []chan jetstream.Msg
+	tasks   []chan jetstream.Msg // timers, by room
 	consume []jetstream.ConsumeContext
 
 	reconcile *reconciler // nil unless WithReconciler
@@ -71,6 +75,7 @@ func (p *processor) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("livekitwebhook: processor consumer: %w", err)
 	}
+	p.events = events
 	tasks, err := engine.Bounded(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
 		return p.eng.Tasks.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 			Durable:       engine.ConsumerFinalizer,
@@ -86,13 +91,27 @@ func (p *processor) start(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(context.Background())
 	p.runCtx, p.cancel, p.drained = runCtx, cancel, make(chan struct{})
 	p.work = make([]chan jetstream.Msg, n)
+	p.tasks = make([]chan jetstream.Msg, n)
 	for i := range p.work {
 		ch := make(chan jetstream.Msg, 4)
 		p.work[i] = ch
 		p.workers.Add(1)
 		go func() {
 			defer p.workers.Done()
-			p.runWorker(runCtx, ch)
+			cache := newRecordCache(cacheSize)
+			p.runWorker(runCtx, ch, func(msg jetstream.Msg) {
+				p.yieldToIntake(runCtx)
+				p.handleEvent(runCtx, msg, cache)
+			})
+		}()
+	}
+	for i := range p.tasks {
+		ch := make(chan jetstream.Msg, 4)
+		p.tasks[i] = ch
+		p.workers.Add(1)
+		go func() {
+			defer p.workers.Done()
+			p.runWorker(runCtx, ch, func(msg jetstream.Msg) { p.handleTask(runCtx, msg) })
 		}()
 	}
 	errh := jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
@@ -106,7 +125,7 @@ func (p *processor) start(ctx context.Context) error {
 		return fmt.Errorf("livekitwebhook: consume: %w", err)
 	}
 	p.consume = append(p.consume, cc)
-	fc, err := tasks.Consume(func(msg jetstream.Msg) { p.handleTask(runCtx, msg) }, jetstream.PullMaxMessages(64), errh)
+	fc, err := tasks.Consume(p.dispatchTask, jetstream.PullMaxMessages(64), errh)
 	if err != nil {
 		cc.Stop()
 		p.stopWorkers()
@@ -196,14 +215,24 @@ func (p *processor) dispatch(msg jetstream.Msg) {
 	}
 }
 
-// runWorker applies the events of its channel until the processor is
-// stopped, or until the consumers are drained and its queue is empty.
-func (p *processor) runWorker(ctx context.Context, ch <-chan jetstream.Msg) {
-	cache := newRecordCache(cacheSize)
-	handle := func(msg jetstream.Msg) {
-		p.yieldToIntake(ctx)
-		p.handleEvent(ctx, msg, cache)
+// dispatchTask routes a timer to the task worker of its room. Reports are
+// made concurrently (each is about ten round trips to the engine; one at a
+// time, a burst of finished rooms waited on their latency), but the timers of
+// one room (a finalize and an expire) still run one after the other here.
+func (p *processor) dispatchTask(msg jetstream.Msg) {
+	var t task
+	_ = json.Unmarshal(msg.Data(), &t) // undecodable: any worker terminates it
+	h := fnv.New32a()
+	h.Write([]byte(t.SID))
+	select {
+	case p.tasks[h.Sum32()%uint32(len(p.tasks))] <- msg:
+	case <-p.runCtx.Done():
 	}
+}
+
+// runWorker handles the messages of its channel until the processor is
+// stopped, or until the consumers are drained and its queue is empty.
+func (p *processor) runWorker(ctx context.Context, ch <-chan jetstream.Msg, handle func(jetstream.Msg)) {
 	for {
 		select {
 		case <-ctx.Done():

@@ -263,14 +263,20 @@ func (e *Engine) deadLetter(ctx context.Context, a Accepted, cause error, attemp
 	return nil
 }
 
-// JournalHolds reports whether the journal still holds envelopes written
-// before t, which may carry events not yet in the events stream.
-func (e *Engine) JournalHolds(ctx context.Context, t time.Time) (bool, error) {
+// JournalClearBefore returns a time before which the journal holds no
+// envelope: its oldest envelope's time, or when empty the time of asking.
+// Every event accepted before it is in the events stream; envelopes only
+// leave the journal, and new ones are written later, so it stays true.
+func (e *Engine) JournalClearBefore(ctx context.Context) (time.Time, error) {
+	now := time.Now()
 	info, err := e.Journal.Info(ctx)
 	if err != nil {
-		return false, err
+		return time.Time{}, err
 	}
-	return info.State.Msgs > 0 && info.State.FirstTime.Before(t), nil
+	if info.State.Msgs > 0 && info.State.FirstTime.Before(now) {
+		return info.State.FirstTime, nil
+	}
+	return now, nil
 }
 
 // JournalBacklog is how many envelopes wait in the journal.

@@ -123,8 +123,8 @@ func TestGroupCommitAndDistribute(t *testing.T) {
 		t.Fatalf("%d journal envelopes for %d concurrent events, want fewer (and some)", info.State.Msgs, n)
 	}
 	t.Logf("%d events in %d envelopes", n, info.State.Msgs)
-	if held, err := e.JournalHolds(ctx, time.Now()); err != nil || !held {
-		t.Fatalf("JournalHolds before distribution = %v, %v; want true", held, err)
+	if clear, err := e.JournalClearBefore(ctx); err != nil || !clear.Equal(info.State.FirstTime) {
+		t.Fatalf("JournalClearBefore before distribution = %v, %v; want the first envelope's time %v", clear, err, info.State.FirstTime)
 	}
 
 	var dups atomic.Int64
@@ -148,8 +148,9 @@ func TestGroupCommitAndDistribute(t *testing.T) {
 	if msg.Header.Get(HeaderEvent) != "room_started" || msg.Header.Get("Traceparent") == "" {
 		t.Fatalf("headers not carried: %v", msg.Header)
 	}
-	if held, err := e.JournalHolds(ctx, time.Now()); err != nil || held {
-		t.Fatalf("JournalHolds after distribution = %v, %v; want false", held, err)
+	asked := time.Now()
+	if clear, err := e.JournalClearBefore(ctx); err != nil || clear.Before(asked) {
+		t.Fatalf("JournalClearBefore after distribution = %v, %v; want the time of asking (%v) or later", clear, err, asked)
 	}
 
 	// The same id again: answered as a duplicate by this process, and not

@@ -1,0 +1,315 @@
+package livekitwebhook
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+	"github.com/nats-io/nats.go"
+
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
+)
+
+// TestReportsFollowGraceUnderBurst: rooms finishing all at once are each
+// reported once, and none waits for maxFinalizeWait, the bound after which a
+// report stops waiting for stored events. Before the fix every report
+// past the 999th did (an ephemeral consumer per report, and the server allows
+// 1,000 per stream). The bound is structural, not a speed figure:
+// BenchmarkBurstReports measures that.
+func TestReportsFollowGraceUnderBurst(t *testing.T) {
+	const rooms = 2000
+	cfg := testConfig(t)
+	cfg.FinalizeGrace = "1s"
+	w := newReportWatch(rooms)
+	tr := startReceiver(t, cfg, WithLogger(slog.New(slog.DiscardHandler)), WithHooks(w.hooks()))
+	w.subscribe(t, tr.Engine().Conn())
+	ctx := context.Background()
+	consumers := func() int {
+		info, err := tr.Engine().Events.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Consumers
+	}
+	before := consumers()
+
+	accepted := finishAtOnce(t, tr.Receiver, rooms)
+	bound := maxFinalizeWait * 3 / 4
+	select {
+	case <-w.all:
+	case <-time.After(time.Until(accepted.Add(bound))):
+		t.Fatalf("%d of %d rooms reported %s after the burst was accepted (grace 1s)", w.reported(), rooms, bound)
+	}
+	w.settled(t, tr.Receiver)
+	w.checkOnce(t, rooms)
+	if n := consumers(); n != before {
+		t.Errorf("events stream has %d consumers after the burst, %d before: reports leave consumers behind", n, before)
+	}
+}
+
+// TestReportWaitsForStoredEvents: a report is not made while an event of its
+// room is stored but not applied (here its processing fails until released),
+// and then includes it.
+func TestReportWaitsForStoredEvents(t *testing.T) {
+	var released atomic.Bool
+	var failures atomic.Int32
+	correlator := CorrelatorFunc(func(_ context.Context, room RoomInfo) (string, bool, error) {
+		switch {
+		case room.Metadata == "":
+			return "", false, nil
+		case released.Load():
+			return "sess-held", true, nil
+		default:
+			failures.Add(1)
+			return "", false, errors.New("correlation held by the test")
+		}
+	})
+	reports := make(chan Report, 4)
+	tr := startReceiver(t, testConfig(t), WithCorrelator(correlator), WithLogger(slog.New(slog.DiscardHandler)),
+		WithHooks(Hooks{OnSessionEnded: func(_ context.Context, r Report) error { reports <- r; return nil }}))
+	at := time.Now().Unix()
+	held := participantEvent("EV_held0000002", "participant_joined", "held", "RM_held", "PA_h", "hana", livekit.ParticipantInfo_STANDARD, at+1, at+1)
+	held.Room.Metadata = "hold"
+	for _, ev := range []*livekit.WebhookEvent{
+		roomEvent("EV_held0000001", "room_started", "held", "RM_held", at),
+		held,
+		roomEvent("EV_held0000003", "room_finished", "held", "RM_held", at+2),
+	} {
+		if code, body := postEvent(t, tr.url, ev); code != http.StatusOK {
+			t.Fatalf("%s: %d %s", ev.Event, code, body)
+		}
+	}
+	// The timer is delivered before it is due, when due, and again after the
+	// report was deferred: a third delivery means the check ran and held it.
+	ctx := context.Background()
+	finalizer, err := tr.Engine().Tasks.Consumer(ctx, engine.ConsumerFinalizer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the report deferred once", func() bool {
+		select {
+		case r := <-reports:
+			t.Fatalf("report made while an event of the room was not applied: %d events, participants %+v", r.EventsApplied, r.Participants)
+		default:
+		}
+		info, err := finalizer.Info(ctx)
+		return err == nil && info.Delivered.Consumer >= 3
+	})
+	if failures.Load() == 0 {
+		t.Fatal("the held event was never processed")
+	}
+	released.Store(true)
+	select {
+	case r := <-reports:
+		if r.EventsApplied != 3 || len(r.Participants) != 1 || r.SessionID != "sess-held" {
+			t.Errorf("report = %d events, participants %+v, session %q; want the held event applied", r.EventsApplied, r.Participants, r.SessionID)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("no report after the held event was released")
+	}
+}
+
+// BenchmarkBurstReports: 10,000 rooms (room_started, then room_finished for
+// all) posted at once by 32 callers through the handler, grace 1s. It reports
+// how long after the last room_finished was accepted the last report came,
+// minus the grace (after_grace_s), and reports published or handed to
+// OnSessionEnded more than once (duplicates, must be 0).
+//
+//	go test -run '^$' -bench BurstReports -benchtime 1x ./livekitwebhook
+func BenchmarkBurstReports(b *testing.B) {
+	const rooms = 10_000
+	grace := time.Second
+	for range b.N {
+		cfg := testConfig(b)
+		cfg.FinalizeGrace = grace.String()
+		w := newReportWatch(rooms)
+		tr := startReceiver(b, cfg, WithLogger(slog.New(slog.DiscardHandler)), WithHooks(w.hooks()))
+		w.subscribe(b, tr.Engine().Conn())
+		start := time.Now()
+		accepted := finishAtOnce(b, tr.Receiver, rooms)
+		cpu := cpuTime()
+		select {
+		case <-w.all:
+		case <-time.After(5 * time.Minute):
+			b.Fatalf("%d of %d rooms reported after 5m", w.reported(), rooms)
+		}
+		last := w.lastReport()
+		reportCPU := cpuTime() - cpu
+		w.settled(b, tr.Receiver)
+		// The last timer was stored when the last room_finished was applied.
+		tasks, err := tr.Engine().Tasks.Info(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		applied := tasks.State.LastTime
+		b.ReportMetric(last.Sub(accepted).Seconds()-grace.Seconds(), "after_grace_s")
+		b.ReportMetric(float64(w.duplicates()), "duplicates")
+		b.ReportMetric(accepted.Sub(start).Seconds(), "intake_s")
+		b.ReportMetric(reportCPU.Seconds(), "cpu_s")
+		b.ReportMetric(applied.Sub(accepted).Seconds(), "applied_s")
+		b.Logf("%d rooms: %d events accepted in %.2fs, all applied %.2fs later; last report %.2fs after the last acceptance (%.2fs after grace %s), %d duplicates; process CPU from the last acceptance to the last report %.2fs",
+			rooms, 2*rooms, accepted.Sub(start).Seconds(), applied.Sub(accepted).Seconds(), last.Sub(accepted).Seconds(),
+			last.Sub(accepted).Seconds()-grace.Seconds(), grace, w.duplicates(), reportCPU.Seconds())
+	}
+}
+
+// finishAtOnce posts room_started for each of rooms rooms, then
+// room_finished for each, signed, from 32 concurrent callers through h. It
+// returns when the last room_finished was accepted.
+func finishAtOnce(t testing.TB, h http.Handler, rooms int) time.Time {
+	t.Helper()
+	type signed struct {
+		body []byte
+		tok  string
+	}
+	at := time.Now().Unix() - 60
+	phase := func(event string, offset int64) []signed {
+		out := make([]signed, rooms)
+		for i := range out {
+			body := marshal(t, roomEvent(fmt.Sprintf("EV_%s_%d", event, i), event, fmt.Sprintf("burst-%d", i), fmt.Sprintf("RM_burst_%d", i), at+offset))
+			out[i] = signed{body, sign(t, testKey, testSecret, body, time.Hour)}
+		}
+		return out
+	}
+	post := func(reqs []signed) {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range 32 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := next.Add(1) - 1; i < int64(len(reqs)); i = next.Add(1) - 1 {
+					req := httptest.NewRequest(http.MethodPost, "/voice/livekit/webhooks", bytes.NewReader(reqs[i].body))
+					req.Header.Set("Authorization", reqs[i].tok)
+					req.Header.Set("Content-Type", ContentType)
+					rec := httptest.NewRecorder()
+					h.ServeHTTP(rec, req)
+					if rec.Code != http.StatusOK {
+						t.Errorf("status %d: %s", rec.Code, rec.Body)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	started, finished := phase("room_started", 0), phase("room_finished", 30)
+	post(started)
+	post(finished)
+	if t.Failed() {
+		t.FailNow()
+	}
+	return time.Now()
+}
+
+// reportWatch counts reports per room sid two ways: every publish on the
+// reports subject (a core subscription sees duplicates the stream would
+// drop) and every OnSessionEnded call.
+type reportWatch struct {
+	want int
+	all  chan struct{} // closed once every room was reported both ways
+
+	mu        sync.Mutex
+	published map[string]int
+	ended     map[string]int
+	last      time.Time
+	closed    bool
+}
+
+func newReportWatch(rooms int) *reportWatch {
+	return &reportWatch{want: rooms, all: make(chan struct{}), published: map[string]int{}, ended: map[string]int{}}
+}
+
+func (w *reportWatch) hooks() Hooks {
+	return Hooks{OnSessionEnded: func(_ context.Context, r Report) error {
+		w.count(w.ended, r.RoomSID)
+		return nil
+	}}
+}
+
+func (w *reportWatch) subscribe(t testing.TB, nc *nats.Conn) {
+	t.Helper()
+	sub, err := nc.Subscribe("lkwh.reports.>", func(m *nats.Msg) { w.count(w.published, m.Header.Get("Lkwh-Room-Sid")) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = sub.SetPendingLimits(-1, -1) // a burst must not be dropped as a slow consumer
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (w *reportWatch) count(m map[string]int, sid string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m[sid]++
+	w.last = time.Now()
+	if !w.closed && len(w.published) == w.want && len(w.ended) == w.want {
+		w.closed = true
+		close(w.all)
+	}
+}
+
+func (w *reportWatch) reported() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return min(len(w.published), len(w.ended))
+}
+
+func (w *reportWatch) lastReport() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last
+}
+
+// settled waits until no timer is left on the tasks stream, so no report can
+// still be published, and for every publish to have reached the watch.
+func (w *reportWatch) settled(t testing.TB, r *Receiver) {
+	t.Helper()
+	eventually(t, time.Minute, "every task acked", func() bool {
+		info, err := r.Engine().Tasks.Info(context.Background())
+		return err == nil && info.State.Msgs == 0
+	})
+	if err := r.Engine().Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (w *reportWatch) duplicates() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, m := range []map[string]int{w.published, w.ended} {
+		for _, c := range m {
+			n += c - 1
+		}
+	}
+	return n
+}
+
+// checkOnce fails unless every room of the burst was published and handed
+// to OnSessionEnded exactly once.
+func (w *reportWatch) checkOnce(t testing.TB, rooms int) {
+	t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := range rooms {
+		sid := fmt.Sprintf("RM_burst_%d", i)
+		if p, e := w.published[sid], w.ended[sid]; p != 1 || e != 1 {
+			t.Errorf("room %s: published %d times, OnSessionEnded %d times; want 1 and 1", sid, p, e)
+		}
+	}
+	if len(w.published) != rooms || len(w.ended) != rooms {
+		t.Errorf("reports for %d (published) and %d (ended) rooms, want %d", len(w.published), len(w.ended), rooms)
+	}
+}
