@@ -27,7 +27,7 @@ func TestCrashMidProcessingHooks(t *testing.T) {
 	s := servetest.Start(t, servetest.Options{
 		Command: []string{servetest.BuildMain(t, "./faulttest/hookserve")}, Name: "hookserve",
 		Data: filepath.Join(dir, "data"), Args: []string{"--calls", calls, "--hook-delay", "40ms"},
-		APIKey: apiKey, APISecret: apiSecret, StartTimeout: 45 * time.Second, StopTimeout: 15 * time.Second,
+		APIKey: apiKey, APISecret: apiSecret, StartTimeout: 45 * time.Second, StopTimeout: 15 * time.Second, KillAtEnd: true,
 	})
 
 	const rooms = 30

@@ -43,13 +43,15 @@ func freePort(t *testing.T) int {
 
 // serveOptions are the options of a serve (named name, on dataDir, "" for
 // a new one) with the test key, a short finalize grace, the log level and
-// extra flags; a stop that takes over 15 s fails the test.
+// extra flags; a stop that takes over 15 s fails the test, and the end of
+// the test kills it (the state a fault test leaves can hold a stop up).
 func serveOptions(name, dataDir, logLevel string, extra ...string) servetest.Options {
 	return servetest.Options{
 		Name: name, Data: dataDir, APIKey: apiKey, APISecret: apiSecret,
 		Args:         append([]string{"--finalize-grace", "1s", "--log-level", cmp.Or(logLevel, "info")}, extra...),
 		StartTimeout: 45 * time.Second,
 		StopTimeout:  15 * time.Second,
+		KillAtEnd:    true,
 	}
 }
 

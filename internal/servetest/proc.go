@@ -24,6 +24,7 @@ type Proc struct {
 	env         []string
 	log         *os.File
 	stopTimeout time.Duration
+	endSignal   syscall.Signal // sent when the test ends
 
 	mu      sync.Mutex
 	args    []string
@@ -34,18 +35,19 @@ type Proc struct {
 }
 
 // NewProc prepares (does not start) bin with args and exactly the
-// environment env, named name in logs. At the end of the test it is killed;
-// if the test failed, the interesting tail of its log is printed and the log
-// is kept (KeepLog); a race report in the log fails the test.
+// environment env, named name in logs. At the end of the test it is killed
+// (SIGKILL); if the test failed, the interesting tail of its log is printed
+// and the log is kept (KeepLog); a race report in the log fails the test.
 func NewProc(t testing.TB, name, bin string, args, env []string) *Proc {
 	t.Helper()
 	logf, err := os.OpenFile(filepath.Join(t.TempDir(), name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proc{t: t, name: name, bin: bin, args: args, env: env, log: logf, stopTimeout: 15 * time.Second}
+	p := &Proc{t: t, name: name, bin: bin, args: args, env: env, log: logf,
+		stopTimeout: 15 * time.Second, endSignal: syscall.SIGKILL}
 	t.Cleanup(func() {
-		p.Kill()
+		p.Signal(p.endSignal)
 		lines := 80
 		if strings.Contains(p.Log(), raceReport) {
 			t.Errorf("%s reported a data race", name)

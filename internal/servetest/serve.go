@@ -3,11 +3,12 @@ package servetest
 import (
 	"context"
 	"crypto/rand"
-	"math/big"
+	"encoding/hex"
 	"net/http"
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -55,6 +56,10 @@ type Options struct {
 	// StopTimeout bounds the wait for an exit after a signal; past it the
 	// test fails and the process is killed. Default: 45 s.
 	StopTimeout time.Duration
+	// KillAtEnd ends serve with SIGKILL when the test ends. By default it is
+	// stopped gracefully (SIGTERM), which a hang or a race in the shutdown
+	// then fails.
+	KillAtEnd bool
 }
 
 // Serve is an `lkwebhook serve` process (running or not) and a client of
@@ -118,6 +123,9 @@ func New(t testing.TB, opts Options) *Serve {
 		client:    &http.Client{Timeout: 10 * time.Second},
 	}
 	s.stopTimeout = opts.StopTimeout
+	if !opts.KillAtEnd {
+		s.endSignal = syscall.SIGTERM
+	}
 	return s
 }
 
@@ -275,14 +283,9 @@ func Env(extra ...string) []string {
 // RandomSecret is a random 48-character API secret (livekit-server wants
 // at least 32).
 func RandomSecret() string {
-	const chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-	b := make([]byte, 48)
-	for i := range b {
-		n, err := rand.Int(rand.Reader, big.NewInt(int64(len(chars))))
-		if err != nil {
-			panic(err) // crypto/rand does not fail on supported platforms
-		}
-		b[i] = chars[n.Int64()]
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
 	}
-	return string(b)
+	return hex.EncodeToString(b)
 }

@@ -212,3 +212,20 @@ func TestProc(t *testing.T) {
 		t.Error("running after Kill")
 	}
 }
+
+// TestServeEndOfTest: when its test ends, serve is stopped gracefully (a
+// clean exit), or killed with KillAtEnd.
+func TestServeEndOfTest(t *testing.T) {
+	for _, kill := range []bool{false, true} {
+		var sv *servetest.Serve
+		t.Run(map[bool]string{false: "stop", true: "kill"}[kill], func(t *testing.T) {
+			sv = servetest.Start(t, servetest.Options{KillAtEnd: kill})
+		})
+		if sv.Running() {
+			t.Fatal("serve outlived its test")
+		}
+		if err := sv.ExitErr(); (err != nil) != kill {
+			t.Errorf("KillAtEnd %v: exit %v", kill, err)
+		}
+	}
+}
