@@ -17,6 +17,7 @@ import (
 	"github.com/livekit/protocol/webhook"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/e2e/lkserver"
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/servetest"
 )
 
 // Metric names of `lkwebhook serve` (OpenTelemetry instruments exported by
@@ -36,7 +37,7 @@ const stepTimeout = 30 * time.Second
 // to a recorder in the test (livekit-server keeps one queue per URL, so the
 // recorder sees exactly the events serve was sent).
 type e2eEnv struct {
-	serve *lkserver.Serve
+	serve *servetest.Serve
 	lk    *lkserver.Server
 	rec   *recorder
 	rs    interface {
@@ -45,15 +46,15 @@ type e2eEnv struct {
 	}
 }
 
-func startEnv(t *testing.T, serveOpts lkserver.ServeOptions, lkOpts lkserver.Options) *e2eEnv {
+func startEnv(t *testing.T, serveOpts servetest.Options, lkOpts lkserver.Options) *e2eEnv {
 	t.Helper()
 	lkserver.Binary(t) // skip (or fail) before building anything
-	sv := lkserver.StartServe(t, serveOpts)
+	sv := servetest.Start(t, serveOpts)
 	rec := &recorder{t: t, start: time.Now(), provider: auth.NewSimpleKeyProvider(sv.APIKey, sv.APISecret)}
 	hook := httptest.NewServer(rec)
 	t.Cleanup(hook.Close)
 	lkOpts.APIKey, lkOpts.APISecret = sv.APIKey, sv.APISecret
-	lkOpts.WebhookURLs = []string{sv.WebhookURL, hook.URL + webhookPath}
+	lkOpts.WebhookURLs = []string{sv.WebhookURL(), hook.URL + webhookPath}
 	srv := lkserver.Start(t, lkOpts)
 	return &e2eEnv{serve: sv, lk: srv, rec: rec, rs: srv.RoomService()}
 }
@@ -117,49 +118,44 @@ func countEvents(evs []*livekit.WebhookEvent) map[string]int {
 // checkIntakeMetrics asserts that serve answered every event the server sent
 // as "accepted", once: accepted == sent per event name, no duplicate, no
 // refusal, no other outcome.
-func checkIntakeMetrics(t *testing.T, sv *lkserver.Serve, sent map[string]int) {
+func checkIntakeMetrics(t *testing.T, sv *servetest.Serve, sent map[string]int) {
 	t.Helper()
 	m := sv.Metrics(t)
 	total := 0
 	for name, n := range sent {
 		total += n
-		got := lkserver.Metric(m, metricRequests, map[string]string{"event": name, "outcome": "accepted"})
+		got := m.Sum(metricRequests, map[string]string{"event": name, "outcome": "accepted"})
 		if int(got) != n {
 			t.Errorf("%s{event=%q,outcome=\"accepted\"} = %v, want %d (events sent)", metricRequests, name, got, n)
 		}
 	}
-	if got := lkserver.Metric(m, metricRequests, map[string]string{"outcome": "accepted"}); int(got) != total {
+	if got := m.Sum(metricRequests, map[string]string{"outcome": "accepted"}); int(got) != total {
 		t.Errorf("%s{outcome=\"accepted\"} = %v, want %d", metricRequests, got, total)
 	}
-	if got := lkserver.Metric(m, metricRequests, nil); int(got) != total {
+	if got := m.Sum(metricRequests, nil); int(got) != total {
 		var other []string
-		for _, x := range m {
-			if x.Name == metricRequests && x.Labels["outcome"] != "accepted" {
-				other = append(other, x.Labels["event"]+"/"+x.Labels["outcome"])
+		for _, x := range m[metricRequests].GetMetric() {
+			l := map[string]string{}
+			for _, p := range x.GetLabel() {
+				l[p.GetName()] = p.GetValue()
+			}
+			if l["outcome"] != "accepted" {
+				other = append(other, l["event"]+"/"+l["outcome"])
 			}
 		}
 		t.Errorf("%s (all outcomes) = %v, want %d; other outcomes: %v", metricRequests, got, total, other)
 	}
 	for _, name := range []string{metricRefusals, metricDuplicates} {
-		if got := lkserver.Metric(m, name, nil); got != 0 {
+		if got := m.Sum(name, nil); got != 0 {
 			t.Errorf("%s = %v, want 0", name, got)
 		}
 	}
-	if !hasMetric(m, metricRequests) {
+	if m[metricRequests] == nil {
 		t.Errorf("no %s in /metrics", metricRequests)
 	}
 }
 
-func hasMetric(m []lkserver.Sample, name string) bool {
-	for _, x := range m {
-		if x.Name == name {
-			return true
-		}
-	}
-	return false
-}
-
-func countIn(list []lkserver.Session, roomSID string) int {
+func countIn(list []servetest.Session, roomSID string) int {
 	n := 0
 	for _, s := range list {
 		if s.RoomSID == roomSID {
@@ -182,7 +178,7 @@ func near(a, b, tol float64) bool { return math.Abs(a-b) <= tol }
 // refusal), which shows in the sessions API (the session appears, then ends
 // with events_applied = 2) and in serve's Prometheus counters.
 func TestSmokeCreateDeleteRoom(t *testing.T) {
-	e := startEnv(t, lkserver.ServeOptions{Args: []string{"--finalize-grace", "1s"}}, lkserver.Options{})
+	e := startEnv(t, servetest.Options{Args: []string{"--finalize-grace", "1s"}}, lkserver.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -192,7 +188,7 @@ func TestSmokeCreateDeleteRoom(t *testing.T) {
 		t.Fatalf("CreateRoom: %v", err)
 	}
 	e.rec.wait(t, stepTimeout, "room_started", isEvent(webhook.EventRoomStarted, room, ""))
-	active := e.serve.WaitActive(t, stepTimeout, room, lkserver.ByRoomSID(created.Sid))
+	active := e.serve.WaitActive(t, stepTimeout, room, servetest.ByRoomSID(created.Sid))
 	if active.SessionID != room || active.RoomName != room || active.EndedAt != nil || active.Disposition != "" {
 		t.Errorf("active session = %s\nwant session_id=room_name=%q, no ended_at, no disposition", dump(active), room)
 	}
@@ -201,7 +197,7 @@ func TestSmokeCreateDeleteRoom(t *testing.T) {
 		t.Fatalf("DeleteRoom: %v", err)
 	}
 	e.rec.wait(t, stepTimeout, "room_finished", isEvent(webhook.EventRoomFinished, room, ""))
-	ended := e.serve.WaitEnded(t, stepTimeout, room, lkserver.ByRoomSID(created.Sid))
+	ended := e.serve.WaitEnded(t, stepTimeout, room, servetest.ByRoomSID(created.Sid))
 
 	sent := e.sent(t, created.Sid)
 	if got := countEvents(sent); got[webhook.EventRoomStarted] != 1 || got[webhook.EventRoomFinished] != 1 || len(sent) != 2 {
@@ -226,7 +222,7 @@ func TestSmokeCreateDeleteRoom(t *testing.T) {
 	}
 
 	checkIntakeMetrics(t, e.serve, countEvents(sent))
-	if got := lkserver.Metric(e.serve.Metrics(t), metricReports, map[string]string{"disposition": "no_show"}); got != 1 {
+	if got := e.serve.Metrics(t).Sum(metricReports, map[string]string{"disposition": "no_show"}); got != 1 {
 		t.Errorf("%s{disposition=\"no_show\"} = %v, want 1", metricReports, got)
 	}
 }
@@ -248,7 +244,7 @@ func TestRealCallReport(t *testing.T) {
 		idleRoom    = "idle-" + suffix
 		idleSession = "sess-idle-" + suffix
 	)
-	e := startEnv(t, lkserver.ServeOptions{
+	e := startEnv(t, servetest.Options{
 		Args: []string{"--finalize-grace", "1s"},
 		Env:  []string{"BELUGA_LIVEKIT_WEBHOOK_CORRELATION=metadata:session_id"},
 	}, lkserver.Options{})
@@ -284,7 +280,7 @@ func TestRealCallReport(t *testing.T) {
 	e.rec.wait(t, stepTimeout, "track_published caller-B", isEvent(webhook.EventTrackPublished, callRoom, "caller-B"))
 
 	// While the call runs the session is active, with both participants.
-	mid := e.serve.WaitActive(t, stepTimeout, callSession, func(s lkserver.Session) bool {
+	mid := e.serve.WaitActive(t, stepTimeout, callSession, func(s servetest.Session) bool {
 		return s.SessionID == callSession && len(s.Participants) == 2
 	})
 	if mid.Unmapped || mid.RoomSID != call.Sid || mid.EndedAt != nil {
@@ -306,7 +302,7 @@ func TestRealCallReport(t *testing.T) {
 	}
 	a.Disconnect() // already removed by the server
 	e.rec.wait(t, stepTimeout, "room_finished "+callRoom, isEvent(webhook.EventRoomFinished, callRoom, ""))
-	rep := e.serve.WaitEnded(t, stepTimeout, callSession, lkserver.BySessionID(callSession))
+	rep := e.serve.WaitEnded(t, stepTimeout, callSession, servetest.BySessionID(callSession))
 	t.Logf("report of %s:\n%s", callRoom, dump(rep))
 
 	sent := e.sent(t, call.Sid)
@@ -413,7 +409,7 @@ func TestRealCallReport(t *testing.T) {
 	}
 
 	// The idle room: closed by the server on its empty timeout.
-	irep := e.serve.WaitEnded(t, stepTimeout, idleSession, lkserver.BySessionID(idleSession))
+	irep := e.serve.WaitEnded(t, stepTimeout, idleSession, servetest.BySessionID(idleSession))
 	fin := e.rec.find(isEvent(webhook.EventRoomFinished, idleRoom, ""))
 	if fin != nil {
 		t.Logf("room_finished of %s came %.2fs after CreateRoom (empty_timeout 3 s)", idleRoom, fin.Arrived.Sub(idleCreatedAt).Seconds())
@@ -433,7 +429,7 @@ func TestRealCallReport(t *testing.T) {
 	checkIntakeMetrics(t, e.serve, all)
 	m := e.serve.Metrics(t)
 	for disp, want := range map[string]float64{"completed": 1, "no_show": 1} {
-		if got := lkserver.Metric(m, metricReports, map[string]string{"disposition": disp}); got != want {
+		if got := m.Sum(metricReports, map[string]string{"disposition": disp}); got != want {
 			t.Errorf("%s{disposition=%q} = %v, want %v", metricReports, disp, got, want)
 		}
 	}
@@ -448,7 +444,7 @@ func TestRealCallReport(t *testing.T) {
 // so nothing is lost: the report counts every event the server sent, once,
 // and both participants.
 func TestServeCrashDuringCall(t *testing.T) {
-	e := startEnv(t, lkserver.ServeOptions{Args: []string{"--finalize-grace", "1s"}}, lkserver.Options{})
+	e := startEnv(t, servetest.Options{Args: []string{"--finalize-grace", "1s"}}, lkserver.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
@@ -458,7 +454,7 @@ func TestServeCrashDuringCall(t *testing.T) {
 		t.Fatalf("CreateRoom: %v", err)
 	}
 	a := lkserver.Join(t, e.lk, room, "agent-A", livekit.ParticipantInfo_AGENT, false)
-	e.serve.WaitActive(t, stepTimeout, room, func(s lkserver.Session) bool {
+	e.serve.WaitActive(t, stepTimeout, room, func(s servetest.Session) bool {
 		return s.RoomSID == created.Sid && len(s.Participants) == 1
 	})
 
@@ -481,7 +477,7 @@ func TestServeCrashDuringCall(t *testing.T) {
 	}
 	a.Disconnect()
 	e.rec.wait(t, stepTimeout, "room_finished", isEvent(webhook.EventRoomFinished, room, ""))
-	rep := e.serve.WaitEnded(t, stepTimeout, room, lkserver.ByRoomSID(created.Sid))
+	rep := e.serve.WaitEnded(t, stepTimeout, room, servetest.ByRoomSID(created.Sid))
 
 	sent := e.sent(t, created.Sid)
 	t.Logf("livekit-server sent: %v", eventNames(sent))
@@ -492,7 +488,7 @@ func TestServeCrashDuringCall(t *testing.T) {
 	// (livekit-server logs each delivery with its total send duration,
 	// retries included).
 	var retried []string
-	for ev, d := range sendDurations(t, e.lk, e.serve.WebhookURL) {
+	for ev, d := range sendDurations(t, e.lk, e.serve.WebhookURL()) {
 		if d >= 500*time.Millisecond {
 			retried = append(retried, fmt.Sprintf("%s %v", ev, d.Round(time.Millisecond)))
 		}
@@ -511,7 +507,7 @@ func TestServeCrashDuringCall(t *testing.T) {
 		t.Errorf("room listed %d times as ended, want 1", n)
 	}
 	// The counters restarted with the process; the second run refused nothing.
-	if got := lkserver.Metric(e.serve.Metrics(t), metricRefusals, nil); got != 0 {
+	if got := e.serve.Metrics(t).Sum(metricRefusals, nil); got != 0 {
 		t.Errorf("%s = %v after restart, want 0", metricRefusals, got)
 	}
 }

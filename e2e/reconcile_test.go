@@ -17,6 +17,7 @@ import (
 	"github.com/livekit/protocol/webhook"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/e2e/lkserver"
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/servetest"
 )
 
 // Metrics of the reconciler (otel instruments livekitwebhook.reconcile.*).
@@ -154,7 +155,7 @@ func (p *dropProxy) forward(w http.ResponseWriter, r *http.Request, target strin
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(resp.Body)
 	rec.Status = resp.StatusCode
-	rec.Outcome = resp.Header.Get(lkserver.HeaderOutcome)
+	rec.Outcome = resp.Header.Get(servetest.HeaderOutcome)
 	for k, v := range resp.Header {
 		w.Header()[k] = v
 	}
@@ -203,7 +204,7 @@ type reconcileWatch struct {
 	errs   []string
 }
 
-func watchReconcile(t *testing.T, sv *lkserver.Serve) *reconcileWatch {
+func watchReconcile(t *testing.T, sv *servetest.Serve) *reconcileWatch {
 	w := &reconcileWatch{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -212,7 +213,7 @@ func watchReconcile(t *testing.T, sv *lkserver.Serve) *reconcileWatch {
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			st, found, err := sv.TryReconcileStatus()
+			st, found, err := lkserver.TryReconcileStatus(sv)
 			w.mu.Lock()
 			switch {
 			case err != nil:
@@ -266,13 +267,13 @@ func (w *reconcileWatch) waitPass(t *testing.T, timeout time.Duration, what stri
 }
 
 // waitMetric polls /metrics until cond holds for the metric's value.
-func waitMetric(t *testing.T, sv *lkserver.Serve, timeout time.Duration, name string, labels map[string]string, what string, cond func(float64) bool) float64 {
+func waitMetric(t *testing.T, sv *servetest.Serve, timeout time.Duration, name string, labels map[string]string, what string, cond func(float64) bool) float64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var v float64
 	if err := lkserver.WaitFor(ctx, func() bool {
-		v = lkserver.Metric(sv.Metrics(t), name, labels)
+		v = sv.Metrics(t).Sum(name, labels)
 		return cond(v)
 	}); err != nil {
 		t.Fatalf("%s = %v, want %s (waited %v)", name, v, what, timeout)
@@ -312,13 +313,13 @@ func TestReconcileLostRoomFinished(t *testing.T) {
 	secret := randomHex(t, 24) // 48 chars; livekit-server wants at least 32
 	lk := lkserver.Start(t, lkserver.Options{
 		APIKey: lkserver.DefaultAPIKey, APISecret: secret,
-		WebhookURLs: []string{proxy.srv.URL + lkserver.DefaultWebhookPath},
+		WebhookURLs: []string{proxy.srv.URL + servetest.WebhookPath},
 	})
-	sv := lkserver.StartServe(t, lkserver.ServeOptions{
+	sv := servetest.Start(t, servetest.Options{
 		APIKey: lkserver.DefaultAPIKey, APISecret: secret,
 		Args: []string{"--livekit-url", lk.URL, "--reconcile-interval", "2s", "--reconcile-close-delay", "5s", "--finalize-grace", "1s"},
 	})
-	proxy.setTarget(sv.URL)
+	proxy.setTarget(sv.URL())
 	t.Cleanup(proxy.shut) // runs first: nothing is forwarded during teardown
 	rs := lk.RoomService()
 	watch := watchReconcile(t, sv)
@@ -337,7 +338,7 @@ func TestReconcileLostRoomFinished(t *testing.T) {
 		t.Fatalf("CreateRoom %s: %v", roomA, err)
 	}
 	startedEv := proxy.wait(t, stepTimeout, "room_started A", false, isEvent(webhook.EventRoomStarted, roomA, ""))
-	sv.WaitActive(t, stepTimeout, roomA, lkserver.ByRoomSID(createdA.Sid))
+	sv.WaitActive(t, stepTimeout, roomA, servetest.ByRoomSID(createdA.Sid))
 
 	// Room B: created on LiveKit, but serve gets none of its webhooks.
 	createdB, err := rs.CreateRoom(ctx, &livekit.CreateRoomRequest{Name: roomB, EmptyTimeout: 120})
@@ -355,7 +356,7 @@ func TestReconcileLostRoomFinished(t *testing.T) {
 	part.Disconnect()
 	t.Logf("%s connected %.2fs (Join returned -> Disconnect called)", caller, leaving.Sub(joined).Seconds())
 	leftEv := proxy.wait(t, stepTimeout, "participant_left", false, isEvent(webhook.EventParticipantLeft, roomA, caller))
-	sv.WaitActive(t, stepTimeout, roomA+" with "+caller+" left", func(s lkserver.Session) bool {
+	sv.WaitActive(t, stepTimeout, roomA+" with "+caller+" left", func(s servetest.Session) bool {
 		p := s.Participant(caller)
 		return s.RoomSID == createdA.Sid && p != nil && p.State == "left"
 	})
@@ -374,7 +375,7 @@ func TestReconcileLostRoomFinished(t *testing.T) {
 			dump(open), createdB.Sid, roomB)
 	}
 	// The same through GET right now (B is still open, so every pass lists it).
-	if st, found, err := sv.TryReconcileStatus(); err != nil || !found || !st.HasUnknown(createdB.Sid) {
+	if st, found, err := lkserver.TryReconcileStatus(sv); err != nil || !found || !st.HasUnknown(createdB.Sid) {
 		t.Errorf("GET %s = found %v, err %v: %s; want B (%s) under unknown", lkserver.DefaultReconcilePath, found, err, dump(st), createdB.Sid)
 	}
 	waitMetric(t, sv, 15*time.Second, metricReconcileUnknown, nil, "1 while B is open", func(v float64) bool { return v == 1 })
@@ -388,7 +389,7 @@ func TestReconcileLostRoomFinished(t *testing.T) {
 		t.Fatalf("DeleteRoom %s: %v", roomA, err)
 	}
 	proxy.wait(t, stepTimeout, "room_finished A", true, isEvent(webhook.EventRoomFinished, roomA, ""))
-	rep := sv.WaitEnded(t, stepTimeout, roomA, lkserver.ByRoomSID(createdA.Sid))
+	rep := sv.WaitEnded(t, stepTimeout, roomA, servetest.ByRoomSID(createdA.Sid))
 	t.Logf("A reported %.2fs after DeleteRoom: %s", time.Since(deletedA).Seconds(), dump(rep))
 
 	// The premise: serve got every event of A but room_finished.
@@ -465,14 +466,14 @@ func TestReconcileLostRoomFinished(t *testing.T) {
 
 	// Metrics: the reconciler counted the close; one expired report.
 	m := sv.Metrics(t)
-	closed := lkserver.Metric(m, metricReconcileClosed, nil)
+	closed := m.Sum(metricReconcileClosed, nil)
 	if closed < 1 {
 		t.Errorf("%s = %v, want >= 1", metricReconcileClosed, closed)
 	}
-	if got := lkserver.Metric(m, metricReports, map[string]string{"disposition": "expired"}); got != 1 {
+	if got := m.Sum(metricReports, map[string]string{"disposition": "expired"}); got != 1 {
 		t.Errorf("%s{disposition=\"expired\"} = %v, want 1", metricReports, got)
 	}
-	if got := lkserver.Metric(m, metricReports, nil); got != 1 {
+	if got := m.Sum(metricReports, nil); got != 1 {
 		t.Errorf("%s = %v, want 1 (A only; serve never heard of B)", metricReports, got)
 	}
 	var closedBy []string
@@ -493,14 +494,14 @@ func TestReconcileLostRoomFinished(t *testing.T) {
 	if gone.HasUnknown(createdB.Sid) || len(gone.Unknown) != 0 || gone.LiveKitRooms != 0 || len(gone.Closed) != 0 || gone.Error != "" {
 		t.Errorf("first pass after DeleteRoom B = %s\nwant livekit_rooms 0, unknown [], closed [], no error", dump(gone))
 	}
-	if st, found, err := sv.TryReconcileStatus(); err != nil || !found || st.HasUnknown(createdB.Sid) {
+	if st, found, err := lkserver.TryReconcileStatus(sv); err != nil || !found || st.HasUnknown(createdB.Sid) {
 		t.Errorf("GET %s = found %v, err %v: %s; want B no longer unknown", lkserver.DefaultReconcilePath, found, err, dump(st))
 	}
 	waitMetric(t, sv, 15*time.Second, metricReconcileUnknown, nil, "0 once B is deleted", func(v float64) bool { return v == 0 })
 	if act, end := sv.Sessions(t); countIn(act, createdB.Sid) != 0 || countIn(end, createdB.Sid) != 0 {
 		t.Errorf("serve has a session for B (never sent to it): active %d, ended %d", countIn(act, createdB.Sid), countIn(end, createdB.Sid))
 	}
-	if got := lkserver.Metric(sv.Metrics(t), metricReconcileClosed, nil); got != closed {
+	if got := sv.Metrics(t).Sum(metricReconcileClosed, nil); got != closed {
 		t.Errorf("%s went from %v to %v after A was reported: a reported session was closed again", metricReconcileClosed, closed, got)
 	}
 
@@ -520,7 +521,7 @@ func TestReconcileLostRoomFinished(t *testing.T) {
 	if len(bad) > 0 {
 		t.Errorf("forwarded webhooks not accepted by serve: %v", bad)
 	}
-	if got := lkserver.Metric(sv.Metrics(t), metricRequests, map[string]string{"outcome": "accepted"}); int(got) != forwarded {
+	if got := sv.Metrics(t).Sum(metricRequests, map[string]string{"outcome": "accepted"}); int(got) != forwarded {
 		t.Errorf("%s{outcome=\"accepted\"} = %v, want %d (requests forwarded)", metricRequests, got, forwarded)
 	}
 	if log := sv.Log(); strings.Contains(log, `"level":"ERROR"`) {
@@ -560,13 +561,13 @@ func TestRegressionReconcileExpiresRetriedRoomFinished(t *testing.T) {
 	secret := randomHex(t, 24)
 	lk := lkserver.Start(t, lkserver.Options{
 		APIKey: lkserver.DefaultAPIKey, APISecret: secret,
-		WebhookURLs: []string{proxy.srv.URL + lkserver.DefaultWebhookPath},
+		WebhookURLs: []string{proxy.srv.URL + servetest.WebhookPath},
 	})
-	sv := lkserver.StartServe(t, lkserver.ServeOptions{
+	sv := servetest.Start(t, servetest.Options{
 		APIKey: lkserver.DefaultAPIKey, APISecret: secret,
 		Args: []string{"--livekit-url", lk.URL, "--reconcile-interval", "2s", "--reconcile-close-delay", "5s", "--finalize-grace", "1s"},
 	})
-	proxy.setTarget(sv.URL)
+	proxy.setTarget(sv.URL())
 	t.Cleanup(proxy.shut)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -576,7 +577,7 @@ func TestRegressionReconcileExpiresRetriedRoomFinished(t *testing.T) {
 	if err != nil {
 		t.Fatalf("CreateRoom: %v", err)
 	}
-	sv.WaitActive(t, stepTimeout, room, lkserver.ByRoomSID(created.Sid))
+	sv.WaitActive(t, stepTimeout, room, servetest.ByRoomSID(created.Sid))
 	time.Sleep(3 * time.Second) // older than the reconciler's minimum age (the interval, 2 s)
 
 	if _, err := rs.DeleteRoom(ctx, &livekit.DeleteRoomRequest{Room: room}); err != nil {
@@ -591,7 +592,7 @@ func TestRegressionReconcileExpiresRetriedRoomFinished(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("room_finished was not sent: %v", err)
 	}
-	st, found, err := sv.TryReconcileNow()
+	st, found, err := lkserver.TryReconcileNow(sv)
 	if err != nil || !found {
 		t.Fatalf("POST %s: found %v, err %v", lkserver.DefaultReconcilePath, found, err)
 	}
@@ -602,7 +603,7 @@ func TestRegressionReconcileExpiresRetriedRoomFinished(t *testing.T) {
 			t.Logf("room_finished delivered and accepted %.2fs after its refused first attempt", fin.Arrived.Sub(c.Arrived).Seconds())
 		}
 	}
-	rep := sv.WaitEnded(t, stepTimeout, room, lkserver.ByRoomSID(created.Sid))
+	rep := sv.WaitEnded(t, stepTimeout, room, servetest.ByRoomSID(created.Sid))
 	raw := sv.SessionJSON(t, room)
 	t.Logf("report: %s\nexpire_reason: %v", dump(rep), raw["expire_reason"])
 	if rep.Disposition != "no_show" || raw["expire_reason"] != nil {
@@ -628,13 +629,13 @@ func TestRegressionExpiredReportEndsBeforeStart(t *testing.T) {
 	secret := randomHex(t, 24)
 	lk := lkserver.Start(t, lkserver.Options{
 		APIKey: lkserver.DefaultAPIKey, APISecret: secret,
-		WebhookURLs: []string{proxy.srv.URL + lkserver.DefaultWebhookPath},
+		WebhookURLs: []string{proxy.srv.URL + servetest.WebhookPath},
 	})
-	sv := lkserver.StartServe(t, lkserver.ServeOptions{
+	sv := servetest.Start(t, servetest.Options{
 		APIKey: lkserver.DefaultAPIKey, APISecret: secret,
 		Args: []string{"--livekit-url", lk.URL, "--reconcile-interval", "2s", "--reconcile-close-delay", "5s", "--finalize-grace", "1s"},
 	})
-	proxy.setTarget(sv.URL)
+	proxy.setTarget(sv.URL())
 	t.Cleanup(proxy.shut)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -648,12 +649,12 @@ func TestRegressionExpiredReportEndsBeforeStart(t *testing.T) {
 	if created.GetCreationTimeMs()%1000 == 0 {
 		t.Skip("the room was created on a whole second: nothing to see")
 	}
-	sv.WaitActive(t, stepTimeout, room, lkserver.ByRoomSID(created.Sid))
+	sv.WaitActive(t, stepTimeout, room, servetest.ByRoomSID(created.Sid))
 	if _, err := rs.DeleteRoom(ctx, &livekit.DeleteRoomRequest{Room: room}); err != nil {
 		t.Fatalf("DeleteRoom: %v", err)
 	}
 	proxy.wait(t, stepTimeout, "room_finished", true, isEvent(webhook.EventRoomFinished, room, ""))
-	rep := sv.WaitEnded(t, stepTimeout, room, lkserver.ByRoomSID(created.Sid))
+	rep := sv.WaitEnded(t, stepTimeout, room, servetest.ByRoomSID(created.Sid))
 	t.Logf("room creationTimeMs %d, room_started createdAt %d; report: %s",
 		created.GetCreationTimeMs(), started.Event.GetCreatedAt(), dump(rep))
 	if rep.Disposition != "expired" {

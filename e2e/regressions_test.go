@@ -12,6 +12,7 @@ import (
 	"github.com/livekit/protocol/webhook"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/e2e/lkserver"
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/servetest"
 )
 
 // TestRegressionSessionIndexAfterLateMetadata: with metadata correlation, a
@@ -21,7 +22,7 @@ import (
 // sessions/{new id} answers 404, during the call and after the report.
 // (livekitwebhook/process.go: index() runs only when the record is fresh.)
 func TestRegressionSessionIndexAfterLateMetadata(t *testing.T) {
-	e := startEnv(t, lkserver.ServeOptions{
+	e := startEnv(t, servetest.Options{
 		Args: []string{"--finalize-grace", "1s"},
 		Env:  []string{"BELUGA_LIVEKIT_WEBHOOK_CORRELATION=metadata:session_id"},
 	}, lkserver.Options{})
@@ -33,7 +34,7 @@ func TestRegressionSessionIndexAfterLateMetadata(t *testing.T) {
 	if err != nil {
 		t.Fatalf("CreateRoom: %v", err)
 	}
-	first := e.serve.WaitActive(t, stepTimeout, room, lkserver.ByRoomSID(created.Sid))
+	first := e.serve.WaitActive(t, stepTimeout, room, servetest.ByRoomSID(created.Sid))
 	t.Logf("after room_started: session_id %q unmapped %v", first.SessionID, first.Unmapped)
 
 	if _, err := e.lk.RoomService().UpdateRoomMetadata(ctx, &livekit.UpdateRoomMetadataRequest{
@@ -43,7 +44,7 @@ func TestRegressionSessionIndexAfterLateMetadata(t *testing.T) {
 	}
 	p := lkserver.Join(t, e.lk, room, "caller", livekit.ParticipantInfo_STANDARD, false)
 	e.rec.wait(t, stepTimeout, "participant_joined", isEvent(webhook.EventParticipantJoined, room, "caller"))
-	mid := e.serve.WaitActive(t, stepTimeout, session, lkserver.BySessionID(session))
+	mid := e.serve.WaitActive(t, stepTimeout, session, servetest.BySessionID(session))
 	t.Logf("after participant_joined (room metadata set): session_id %q unmapped %v", mid.SessionID, mid.Unmapped)
 	if _, ok := e.serve.Session(t, session); !ok {
 		t.Errorf("GET sessions/%s: 404 while the sessions list shows that session id", session)
@@ -53,7 +54,7 @@ func TestRegressionSessionIndexAfterLateMetadata(t *testing.T) {
 	if _, err := e.rs.DeleteRoom(ctx, &livekit.DeleteRoomRequest{Room: room}); err != nil {
 		t.Fatalf("DeleteRoom: %v", err)
 	}
-	e.serve.WaitEnded(t, stepTimeout, session, lkserver.BySessionID(session))
+	e.serve.WaitEnded(t, stepTimeout, session, servetest.BySessionID(session))
 	if _, ok := e.serve.Session(t, session); !ok {
 		t.Errorf("GET sessions/%s: 404 after the report", session)
 	}
@@ -69,7 +70,7 @@ func TestRegressionSessionIndexAfterLateMetadata(t *testing.T) {
 // room. It is a timing window: the test kills serve in the middle of a burst
 // of room_started events, a few times.
 func TestRegressionSessionIndexLostOnCrash(t *testing.T) {
-	sv := lkserver.StartServe(t, lkserver.ServeOptions{})
+	sv := servetest.Start(t, servetest.Options{})
 	const rounds, burst = 3, 40
 	var lost []string
 	for r := range rounds {
@@ -131,7 +132,7 @@ func TestRegressionSessionIndexLostOnCrash(t *testing.T) {
 // kill, restart, room_finished of each; every report must count 3 events
 // and the participant.
 func TestRegressionInFlightEventsStrandedAfterCrash(t *testing.T) {
-	sv := lkserver.StartServe(t, lkserver.ServeOptions{Args: []string{"--finalize-grace", "1s"}})
+	sv := servetest.Start(t, servetest.Options{Args: []string{"--finalize-grace", "1s"}})
 	const rooms = 40
 	start := time.Now()
 	ev := func(name string, i int, sid string) *livekit.WebhookEvent {
@@ -166,7 +167,7 @@ func TestRegressionInFlightEventsStrandedAfterCrash(t *testing.T) {
 			t.Errorf("%s room_finished: %d %q", sid, code, outcome)
 		}
 	}
-	var ended []lkserver.Session
+	var ended []servetest.Session
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_ = lkserver.WaitFor(ctx, func() bool {

@@ -15,6 +15,8 @@ import (
 	"github.com/livekit/protocol/livekit"
 	"github.com/livekit/protocol/webhook"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/servetest"
 )
 
 var statsOnce sync.Once
@@ -302,7 +304,7 @@ func (b *burst) expect(r *roomPlan) expected {
 // waitEnded polls the sessions API until every room whose room_finished was
 // delivered has an ended report, or timeout passes, and returns the last
 // listing and how long it waited. checkReports judges what is missing.
-func waitEnded(t *testing.T, s *serve, b *burst, timeout time.Duration) (apiSessions, time.Duration) {
+func waitEnded(t *testing.T, s *servetest.Serve, b *burst, timeout time.Duration) (servetest.SessionList, time.Duration) {
 	t.Helper()
 	start := time.Now()
 	want := map[string]bool{}
@@ -311,11 +313,11 @@ func waitEnded(t *testing.T, s *serve, b *burst, timeout time.Duration) (apiSess
 			want[r.sid] = true
 		}
 	}
-	var last apiSessions
+	var last servetest.SessionList
 	var lastErr error
 	eventually(context.Background(), timeout, 250*time.Millisecond, func() bool {
-		var list apiSessions
-		if list, lastErr = s.sessions(); lastErr != nil {
+		var list servetest.SessionList
+		if list, lastErr = s.TrySessions(); lastErr != nil {
 			return false
 		}
 		last = list
@@ -339,13 +341,13 @@ func waitEnded(t *testing.T, s *serve, b *burst, timeout time.Duration) (apiSess
 // checkReports asserts one ended report per room, and that each equals what
 // the delivered events define. Failures with the signature of bugAckWait (a
 // room still active, or a report missing events) go to bugs.
-func checkReports(t *testing.T, b *burst, list apiSessions, waited time.Duration, bugs *bugLog) {
+func checkReports(t *testing.T, b *burst, list servetest.SessionList, waited time.Duration, bugs *bugLog) {
 	t.Helper()
-	bySID := map[string][]apiReport{}
+	bySID := map[string][]servetest.Session{}
 	for _, rep := range list.Ended {
 		bySID[rep.RoomSID] = append(bySID[rep.RoomSID], rep)
 	}
-	active := map[string]apiReport{}
+	active := map[string]servetest.Session{}
 	for _, a := range list.Active {
 		active[a.RoomSID] = a
 	}

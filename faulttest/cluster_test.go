@@ -2,7 +2,6 @@ package faulttest
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,12 +15,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/servetest"
 )
 
 // Bugs of the main module the cluster tests found (all fixed); their checks
@@ -106,7 +106,7 @@ func tryNATSCluster(t *testing.T, bin string, n int, pick func(*testing.T) int) 
 		np := newNATSProc(t, "nats-"+name, bin, "-js", "-sd", t.TempDir(),
 			"--cluster", fmt.Sprintf("nats://127.0.0.1:%d", cports[i]), "--routes", strings.Join(routes, ","),
 			"--cluster_name", "lkwh", "-n", name)
-		np.start()
+		np.Start()
 		c.nodes = append(c.nodes, np)
 		c.names = append(c.names, name)
 	}
@@ -114,7 +114,7 @@ func tryNATSCluster(t *testing.T, bin string, n int, pick func(*testing.T) int) 
 	for _, np := range c.nodes {
 		if err := np.waitPorts(30 * time.Second); err != nil {
 			for _, other := range c.nodes {
-				other.kill(syscall.SIGKILL)
+				other.Kill()
 			}
 			return nil, err
 		}
@@ -192,28 +192,16 @@ func streamLeader(ctx context.Context, js jetstream.JetStream, stream string) (s
 
 // startReplica starts one `lkwebhook serve` on the external cluster; it
 // does not wait for /healthz.
-func startReplica(t *testing.T, name, natsURLs string, replicas int) *serve {
+func startReplica(t *testing.T, name, natsURLs string, replicas int) *servetest.Serve {
 	t.Helper()
-	bin := lkwebhookBin(t)
-	args := []string{"serve", "--addr", anyPort, "--data", t.TempDir(), "--nats-url", natsURLs,
-		"--replicas", strconv.Itoa(replicas), "--finalize-grace", "1s", "--log-level", cmp.Or(os.Getenv("LKWEBHOOK_FAULT_LOGLEVEL"), "info")}
-	env := childEnv("LIVEKIT_API_KEY="+apiKey, "LIVEKIT_API_SECRET="+apiSecret)
-	s := &serve{proc: newProc(t, name, bin, args, env)}
-	// newProc checks race reports only for a process named "serve".
+	s := servetest.New(t, serveOptions(name, "", os.Getenv("LKWEBHOOK_FAULT_LOGLEVEL"),
+		"--nats-url", natsURLs, "--replicas", strconv.Itoa(replicas)))
 	t.Cleanup(func() {
 		if os.Getenv("LKWEBHOOK_FAULT_KEEPLOGS") == "1" && !t.Failed() {
-			s.keepLog()
-		}
-		if !raceBuild() {
-			return
-		}
-		if b, _ := os.ReadFile(s.log.Name()); bytes.Contains(b, []byte("WARNING: DATA RACE")) {
-			t.Errorf("%s reported a data race; see its log", name)
-			s.dumpLog(200)
-			s.keepLog()
+			s.KeepLog()
 		}
 	})
-	s.start()
+	s.Start()
 	return s
 }
 
@@ -224,7 +212,7 @@ func startReplica(t *testing.T, name, natsURLs string, replicas int) *serve {
 // could be reached (LiveKit retries 5xx).
 type front struct {
 	srv     *httptest.Server
-	targets []*serve
+	targets []*servetest.Serve
 	prefer  int // -1: round-robin per request
 	next    atomic.Uint64
 	client  *http.Client
@@ -240,7 +228,7 @@ type front struct {
 	longestRefs int                  // 503s of that event
 }
 
-func newFront(t *testing.T, targets []*serve, prefer int) *front {
+func newFront(t *testing.T, targets []*servetest.Serve, prefer int) *front {
 	f := &front{targets: targets, prefer: prefer, hits: make([]atomic.Int64, len(targets)),
 		refusedAt: map[string]time.Time{}, refusals: map[string]int{},
 		client: &http.Client{
@@ -255,7 +243,7 @@ func newFront(t *testing.T, targets []*serve, prefer int) *front {
 	return f
 }
 
-func (f *front) url() string { return f.srv.URL + webhookPath }
+func (f *front) url() string { return f.srv.URL + servetest.WebhookPath }
 
 func (f *front) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	body, err := io.ReadAll(req.Body)
@@ -270,7 +258,7 @@ func (f *front) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	for k := range n {
 		i := (start + k) % n
-		out, err := http.NewRequestWithContext(req.Context(), http.MethodPost, f.targets[i].webhookURL(), bytes.NewReader(body))
+		out, err := http.NewRequestWithContext(req.Context(), http.MethodPost, f.targets[i].WebhookURL(), bytes.NewReader(body))
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
@@ -464,19 +452,18 @@ func consumerState(ctx context.Context, js jetstream.JetStream, stream, name str
 }
 
 // deadLetters returns the number of entries of serve's DLQ API.
-func (s *serve) deadLetters() (int, error) {
-	resp, err := httpc.Get(s.base + "/voice/livekit/dlq")
+func deadLetters(s *servetest.Serve) (int, error) {
+	code, body, err := s.Get("/voice/livekit/dlq")
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
 	var out struct {
 		DeadLetters []json.RawMessage `json:"dead_letters"`
 	}
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("dlq: %d", resp.StatusCode)
+	if code != http.StatusOK {
+		return 0, fmt.Errorf("dlq: %d", code)
 	}
-	err = json.NewDecoder(resp.Body).Decode(&out)
+	err = json.Unmarshal(body, &out)
 	return len(out.DeadLetters), err
 }
 
@@ -499,19 +486,19 @@ func TestClusterReplicas(t *testing.T) {
 	cl := startNATSCluster(t, nodes)
 	t.Logf("%d-node JetStream cluster ready in %s", nodes, time.Since(start).Round(time.Millisecond))
 
-	lkwebhookBin(t) // build before timing the replicas
+	servetest.Binary(t) // build before timing the replicas
 	// The first replica provisions the streams alone, as a first deployment
 	// does; the others then start together (TestClusterConcurrentStart
 	// covers replicas that all start at once on a fresh cluster).
 	repStart := time.Now()
-	reps := make([]*serve, nReplicas)
+	reps := make([]*servetest.Serve, nReplicas)
 	reps[0] = startReplica(t, "serve-0", cl.urls, nodes)
-	reps[0].waitHealthy(t, 60*time.Second)
+	reps[0].WaitHealthy(t, 60*time.Second)
 	for i := 1; i < nReplicas; i++ {
 		reps[i] = startReplica(t, fmt.Sprintf("serve-%d", i), cl.urls, nodes)
 	}
 	for _, s := range reps[1:] {
-		s.waitHealthy(t, 60*time.Second)
+		s.WaitHealthy(t, 60*time.Second)
 	}
 	t.Logf("%d serve replicas (--replicas %d) healthy in %s", nReplicas, nodes, time.Since(repStart).Round(time.Millisecond))
 
@@ -571,7 +558,7 @@ func TestClusterReplicas(t *testing.T) {
 	if victim < 0 {
 		t.Fatalf("unknown leader %q", leader)
 	}
-	cl.nodes[victim].kill(syscall.SIGKILL)
+	cl.nodes[victim].Kill()
 	t.Logf("kill -9 %s (leader of LKWH_EVENTS) at %d/%d reported events (%s into the burst)",
 		leader, bs.done(), total, time.Since(burstStart).Round(time.Millisecond))
 
@@ -581,7 +568,7 @@ func TestClusterReplicas(t *testing.T) {
 	bs.waitDone(t, total*60/100, 45*time.Second)
 	time.Sleep(time.Second - time.Since(natsKilled))
 	before := consumerState(ctx, js, "LKWH_EVENTS", "lkwh-processor")
-	reps[0].kill(syscall.SIGKILL)
+	reps[0].Kill()
 	killedAt := time.Now()
 	t.Logf("kill -9 serve-0 at %d/%d reported events (%s into the burst); processor consumer before: %s",
 		bs.done(), total, time.Since(burstStart).Round(time.Millisecond), before)
@@ -629,7 +616,7 @@ func TestClusterReplicas(t *testing.T) {
 	// room reported in between is listed in both (bugSessionsSnapshot).
 	// Read again until no room is in both, so that only a lasting
 	// inconsistency fails below.
-	both := func(l apiSessions) []string {
+	both := func(l servetest.SessionList) []string {
 		ended := map[string]bool{}
 		for _, r := range l.Ended {
 			ended[r.RoomSID] = true
@@ -645,7 +632,7 @@ func TestClusterReplicas(t *testing.T) {
 	if dup := both(list); len(dup) > 0 {
 		t.Logf("sessions API listed %v both active and ended (%s); reading again", dup, bugSessionsSnapshot.summary)
 		eventually(ctx, 10*time.Second, 250*time.Millisecond, func() bool {
-			l, err := survivor.sessions()
+			l, err := survivor.TrySessions()
 			if err == nil {
 				list = l
 			}
@@ -689,13 +676,13 @@ func TestClusterReplicas(t *testing.T) {
 	for i, s := range reps[1:] {
 		var n int
 		eventually(ctx, 20*time.Second, 250*time.Millisecond, func() bool {
-			n, err = s.deadLetters()
+			n, err = deadLetters(s)
 			return err == nil
 		})
 		if err != nil || n != 0 {
 			t.Errorf("serve-%d: %d dead letters (err %v), want 0", i+1, n, err)
 		}
-		if !s.running() {
+		if !s.Running() {
 			t.Errorf("serve-%d exited", i+1)
 		}
 	}
@@ -714,22 +701,22 @@ func TestClusterReplicas(t *testing.T) {
 func TestClusterConcurrentStart(t *testing.T) {
 	const n = 3
 	cl := startNATSCluster(t, n)
-	lkwebhookBin(t)
-	reps := make([]*serve, n)
+	servetest.Binary(t)
+	reps := make([]*servetest.Serve, n)
 	start := time.Now()
 	for i := range reps {
 		reps[i] = startReplica(t, fmt.Sprintf("serve-%d", i), cl.urls, n)
 	}
 	bugs := newBugLog(t)
-	var hung []*serve
+	var hung []*servetest.Serve
 	for i, s := range reps {
 		ok := eventually(context.Background(), time.Until(start.Add(40*time.Second)), 50*time.Millisecond, func() bool {
-			return s.health() == http.StatusOK
+			return s.Health() == http.StatusOK
 		})
 		switch {
 		case ok:
 			t.Logf("serve-%d healthy %s after the start", i, time.Since(start).Round(time.Millisecond))
-		case !s.running():
+		case !s.Running():
 			t.Errorf("serve-%d exited during the start", i)
 		default:
 			hung = append(hung, s)
@@ -739,10 +726,10 @@ func TestClusterConcurrentStart(t *testing.T) {
 	}
 	// Once the streams exist a restart gets through.
 	for _, s := range hung {
-		s.kill(syscall.SIGKILL)
-		s.start()
-		d := s.waitHealthy(t, 30*time.Second)
-		t.Logf("%s healthy %s after a restart", s.name, d.Round(time.Millisecond))
+		s.Kill()
+		s.Start()
+		d := s.WaitHealthy(t, 30*time.Second)
+		t.Logf("%s healthy %s after a restart", s.Name(), d.Round(time.Millisecond))
 	}
 	bugs.finish()
 }

@@ -3,46 +3,16 @@ package faulttest
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/livekit/protocol/livekit"
 	"github.com/livekit/protocol/utils/protojson"
-)
 
-var (
-	hookBuildOnce sync.Once
-	hookBin       string
-	hookBuildErr  error
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/servetest"
 )
-
-// hookServeBin builds faulttest/hookserve: the receiver with a slow hook
-// that appends each call's event id to a file.
-func hookServeBin(t *testing.T) string {
-	t.Helper()
-	hookBuildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "lkwebhook-hookserve-")
-		if err != nil {
-			hookBuildErr = err
-			return
-		}
-		hookBin = filepath.Join(dir, "hookserve")
-		cmd := exec.Command(goTool(), "build", "-o", hookBin, modulePath+"/faulttest/hookserve")
-		cmd.Dir = ".."
-		if out, err := cmd.CombinedOutput(); err != nil {
-			hookBuildErr = fmt.Errorf("%v\n%s", err, out)
-		}
-	})
-	if hookBuildErr != nil {
-		t.Fatalf("build hookserve: %v", hookBuildErr)
-	}
-	return hookBin
-}
 
 // TestCrashMidProcessingHooks kills the receiver with SIGKILL while its
 // hooks are working through a backlog, restarts it on the same data, and
@@ -50,14 +20,15 @@ func hookServeBin(t *testing.T) string {
 // reaches the hook; a hook is called twice only for an event whose call was
 // cut off by the kill (at most one per worker).
 func TestCrashMidProcessingHooks(t *testing.T) {
-	bin := hookServeBin(t)
 	dir := t.TempDir()
 	calls := filepath.Join(dir, "calls.log")
-	p := newProc(t, "hookserve", bin, []string{"--addr", anyPort, "--data", filepath.Join(dir, "data"),
-		"--calls", calls, "--hook-delay", "40ms"}, childEnv("LIVEKIT_API_KEY="+apiKey, "LIVEKIT_API_SECRET="+apiSecret))
-	s := &serve{proc: p}
-	s.start()
-	s.waitHealthy(t, 45*time.Second)
+	// hookserve: the receiver with a slow hook that appends each call's
+	// event id to a file.
+	s := servetest.Start(t, servetest.Options{
+		Command: []string{servetest.BuildMain(t, "./faulttest/hookserve")}, Name: "hookserve",
+		Data: filepath.Join(dir, "data"), Args: []string{"--calls", calls, "--hook-delay", "40ms"},
+		APIKey: apiKey, APISecret: apiSecret, StartTimeout: 45 * time.Second, StopTimeout: 15 * time.Second, KillAtEnd: true,
+	})
 
 	const rooms = 30
 	t0 := time.Now().Unix()
@@ -71,7 +42,7 @@ func TestCrashMidProcessingHooks(t *testing.T) {
 				ev.Participant = pi
 			}
 			body, _ := protojson.Marshal(ev)
-			code, _, b, err := post(signedRequest(t, s.base+webhookPath, body))
+			code, _, b, err := s.PostRaw(body)
 			if err != nil || code != 200 {
 				t.Fatalf("post %s: %d %s %v", ev.Id, code, b, err)
 			}
@@ -82,12 +53,12 @@ func TestCrashMidProcessingHooks(t *testing.T) {
 	// in the middle of it.
 	time.Sleep(150 * time.Millisecond)
 	before := countLines(t, calls)
-	s.kill(syscall.SIGKILL)
+	s.Kill()
 	if before == 0 || before >= len(ids) {
 		t.Logf("kill landed at %d/%d hook calls", before, len(ids))
 	}
-	s.start()
-	s.waitHealthy(t, 45*time.Second)
+	s.Start()
+	s.WaitHealthy(t, 45*time.Second)
 
 	deadline := time.Now().Add(60 * time.Second)
 	var got map[string]int
@@ -114,7 +85,7 @@ func TestCrashMidProcessingHooks(t *testing.T) {
 	if dups > 8 {
 		t.Errorf("%d duplicate hook calls: more than one per worker was cut off by the kill", dups)
 	}
-	list, err := s.sessions()
+	list, err := s.TrySessions()
 	if err != nil {
 		t.Fatal(err)
 	}

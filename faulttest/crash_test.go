@@ -2,7 +2,6 @@ package faulttest
 
 import (
 	"os"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -33,7 +32,7 @@ func runCrash(t *testing.T, tc crashCase) {
 	start := time.Now()
 	s := startServe(t, t.TempDir())
 	rooms := planRooms("c"+tc.name[:1], tc.rooms)
-	b := newBurst(t, s.webhookURL(), rooms)
+	b := newBurst(t, s.WebhookURL(), rooms)
 	t.Logf("serve ready in %s; %d rooms, %d events", time.Since(start).Round(time.Millisecond), len(rooms), b.total)
 
 	burstStart := time.Now()
@@ -46,11 +45,11 @@ func runCrash(t *testing.T, tc crashCase) {
 			t.Fatalf("notifier reported only %d of %d events in 30s", b.done.Load(), b.total)
 		}
 		reported := b.done.Load()
-		s.kill(syscall.SIGKILL)
+		s.Kill()
 		t.Logf("kill -9 #%d at %d/%d reported events (%s into the burst)", i+1, reported, b.total, time.Since(burstStart).Round(time.Millisecond))
 		time.Sleep(time.Second)
-		s.start()
-		ready := s.waitHealthy(t, 30*time.Second)
+		s.Start()
+		ready := s.WaitHealthy(t, 30*time.Second)
 		t.Logf("restart #%d healthy %s after start", i+1, ready.Round(time.Millisecond))
 	}
 	b.waitAll(40 * time.Second)
@@ -63,7 +62,7 @@ func runCrash(t *testing.T, tc crashCase) {
 	t.Logf("waited %s after the last delivery for the reports", waited.Round(time.Millisecond))
 	bugs := newBugLog(t)
 	checkReports(t, b, list, waited, bugs)
-	if !s.running() {
+	if !s.Running() {
 		t.Fatal("serve exited")
 	}
 	bugs.finish()

@@ -8,8 +8,9 @@
 // nats-server (for the external-engine tests) is installed once with
 // `go install` into $HOME/.cache/lkwebhook-bin.
 //
-// Everything runs on loopback: serve, hookserve and nats-server bind port 0
-// and the harness reads back what they got (a restart keeps it); a
+// The processes run under internal/servetest, the harness the e2e suite
+// shares. Everything runs on loopback: serve, hookserve and nats-server
+// bind port 0 and the harness reads back what they got (a restart keeps it); a
 // cluster's route ports must be known in advance, so a cluster start that
 // loses one to another process is done again on new ports. Every process is
 // killed at the end of its test, and each test is bounded (well under a minute once the binaries are
@@ -23,7 +24,7 @@
 //	LKWEBHOOK_FAULT_RACE=1       build lkwebhook with -race and fail on any reported data race
 //	LKWEBHOOK_FAULT_ENDWAIT=5m   wait longer than the default 20s for every room's report
 //	LKWEBHOOK_FAULT_BIN=PATH     use a prebuilt lkwebhook instead of building cmd/lkwebhook
-//	LKWEBHOOK_FAULT_KEEPLOGS=1   keep the cluster tests' serve logs even when they pass
+//	LKWEBHOOK_FAULT_KEEPLOGS=1   keep the cluster tests' serve logs even when they pass (in $TMPDIR/lkwebhook-test-logs, like a failed test's)
 //	LKWEBHOOK_FAULT_LOGLEVEL=debug  log level of the cluster tests' serve replicas
 //	LKWEBHOOK_MEASURE=1          run TestMeasure (start time, RSS, intake/processing rates)
 //	LKWEBHOOK_MEASURE_OUT=FILE   and write its figures as JSON to FILE

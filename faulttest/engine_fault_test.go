@@ -20,6 +20,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/servetest"
 )
 
 const natsServerModule = "github.com/nats-io/nats-server/v2@v2.15.2"
@@ -53,7 +55,7 @@ func natsServerBin(t *testing.T) string {
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, goTool(), "install", natsServerModule)
+		cmd := exec.CommandContext(ctx, servetest.GoTool(), "install", natsServerModule)
 		cmd.Dir = os.TempDir() // outside any module: pkg@version ignores go.mod
 		cmd.Env = append(os.Environ(), "GOBIN="+dir, "GOWORK=off", "GOFLAGS=-buildvcs=false")
 		out, err := cmd.CombinedOutput()
@@ -75,7 +77,8 @@ func natsServerBin(t *testing.T) string {
 
 // natsProc is an external nats-server with JetStream on a loopback port.
 type natsProc struct {
-	*proc
+	*servetest.Proc
+	bin      string
 	url      string
 	portsDir string // where the server writes the ports it bound
 }
@@ -89,13 +92,13 @@ func newNATSProc(t *testing.T, name, bin string, extra ...string) *natsProc {
 	t.Helper()
 	dir := t.TempDir()
 	args := append([]string{"-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", dir}, extra...)
-	return &natsProc{proc: newProc(t, name, bin, args, childEnv()), portsDir: dir}
+	return &natsProc{Proc: servetest.NewProc(t, name, bin, args, servetest.Env()), bin: bin, portsDir: dir}
 }
 
 func startNATS(t *testing.T) *natsProc {
 	t.Helper()
 	n := newNATSProc(t, "nats-server", natsServerBin(t), "-js", "-sd", t.TempDir())
-	n.start()
+	n.Start()
 	if err := n.waitPorts(20 * time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -108,27 +111,27 @@ func startNATS(t *testing.T) *natsProc {
 // It returns errPortTaken when the server exited because a port it was told
 // to bind (a route port) was in use.
 func (n *natsProc) waitPorts(timeout time.Duration) error {
-	file := filepath.Join(n.portsDir, fmt.Sprintf("%s_%d.ports", filepath.Base(n.bin), n.pid()))
+	file := filepath.Join(n.portsDir, fmt.Sprintf("%s_%d.ports", filepath.Base(n.bin), n.PID()))
 	var ports struct {
 		Nats []string `json:"nats"`
 	}
 	ok := eventually(context.Background(), timeout, 20*time.Millisecond, func() bool {
 		b, err := os.ReadFile(file)
 		// The file is written in place: a partial one is read again.
-		return err == nil && json.Unmarshal(b, &ports) == nil && len(ports.Nats) > 0 || !n.running()
+		return err == nil && json.Unmarshal(b, &ports) == nil && len(ports.Nats) > 0 || !n.Running()
 	})
-	if !n.running() {
-		if line := lastLine(n.output(), "address already in use"); line != "" {
-			return fmt.Errorf("%s: %w: %s", n.name, errPortTaken, line)
+	if !n.Running() {
+		if line := lastLine(n.Output(), "address already in use"); line != "" {
+			return fmt.Errorf("%s: %w: %s", n.Name(), errPortTaken, line)
 		}
-		return fmt.Errorf("%s exited while starting", n.name)
+		return fmt.Errorf("%s exited while starting", n.Name())
 	}
 	if !ok {
-		return fmt.Errorf("%s wrote no ports file within %s", n.name, timeout)
+		return fmt.Errorf("%s wrote no ports file within %s", n.Name(), timeout)
 	}
 	n.url = ports.Nats[0]
 	_, port, _ := strings.Cut(strings.TrimPrefix(n.url, "nats://"), ":")
-	n.pinArg("-p", port)
+	n.SetArg("-p", port)
 	return nil
 }
 
@@ -152,7 +155,7 @@ func (n *natsProc) waitJetStream(t *testing.T, timeout time.Duration) time.Durat
 	start := time.Now()
 	var last error
 	ok := eventually(context.Background(), timeout, 50*time.Millisecond, func() bool {
-		if !n.running() {
+		if !n.Running() {
 			last = fmt.Errorf("nats-server exited")
 			return false
 		}
@@ -206,7 +209,7 @@ func runEngineOutage(t *testing.T, sig syscall.Signal) {
 
 	tag := "e" + strconv.Itoa(int(sig))
 	rooms := planRooms(tag, 40)
-	b := newBurst(t, s.webhookURL(), rooms)
+	b := newBurst(t, s.WebhookURL(), rooms)
 	burstStart := time.Now()
 	go b.queue()
 	select {
@@ -216,16 +219,16 @@ func runEngineOutage(t *testing.T, sig syscall.Signal) {
 	}
 
 	// Outage.
-	n.kill(sig)
+	n.Signal(sig)
 	down := time.Now()
 	doneAtDown := b.done.Load()
 	t.Logf("nats-server stopped with %v at %d/%d reported events (%s into the burst)", sig, doneAtDown, b.total, time.Since(burstStart).Round(time.Millisecond))
-	unhealthy := s.waitHealth(t, http.StatusServiceUnavailable, 10*time.Second)
+	unhealthy := s.WaitHealth(t, http.StatusServiceUnavailable, 10*time.Second)
 	t.Logf("/healthz 503 %s after the stop", unhealthy.Round(time.Millisecond))
 
 	// A hand-signed webhook while the engine is down: 503 + Retry-After, fast.
 	reqStart := time.Now()
-	code, hdr, body, err := post(signedRequest(t, s.webhookURL(), probeEvent(t, tag)))
+	code, hdr, body, err := s.PostRaw(probeEvent(t, tag))
 	took := time.Since(reqStart)
 	switch {
 	case err != nil:
@@ -251,16 +254,16 @@ func runEngineOutage(t *testing.T, sig syscall.Signal) {
 	// Keep it down a little while the notifier retries, then restart NATS
 	// on the same store directory and port.
 	time.Sleep(max(0, 3*time.Second-time.Since(down)))
-	if got := s.health(); got != http.StatusServiceUnavailable {
+	if got := s.Health(); got != http.StatusServiceUnavailable {
 		t.Errorf("/healthz %d while NATS is still down, want 503", got)
 	}
-	n.start()
+	n.Start()
 	jsReady := n.waitJetStream(t, 20*time.Second)
-	recovered := s.waitHealthy(t, 20*time.Second)
+	recovered := s.WaitHealthy(t, 20*time.Second)
 	t.Logf("outage %s; JetStream back %s after restart, serve healthy %s after that",
 		time.Since(down).Round(time.Millisecond)-recovered-jsReady, jsReady.Round(time.Millisecond), recovered.Round(time.Millisecond))
 
-	code, _, body, err = post(signedRequest(t, s.webhookURL(), probeEvent(t, tag+"b")))
+	code, _, body, err = s.PostRaw(probeEvent(t, tag+"b"))
 	if err != nil || code != http.StatusOK {
 		t.Errorf("webhook after recovery: %d %s %v, want 200", code, body, err)
 	}
@@ -279,7 +282,8 @@ func runEngineOutage(t *testing.T, sig syscall.Signal) {
 	if doneAtDown >= int64(b.total) {
 		want = 1
 	}
-	if n, err := s.metric("livekitwebhook_refusals_total", `reason="engine_unavailable"`); err != nil || n < want {
+	m, err := s.TryMetrics()
+	if n := m.Sum("livekitwebhook_refusals_total", map[string]string{"reason": "engine_unavailable"}); err != nil || n < want {
 		t.Errorf("engine_unavailable refusals: %v (err %v), want at least %v (the probe and, if the burst was not over, notifier attempts)", n, err, want)
 	} else {
 		t.Logf("intake refused %v requests with 503 engine_unavailable during the outage", n)
@@ -288,7 +292,7 @@ func runEngineOutage(t *testing.T, sig syscall.Signal) {
 	t.Logf("waited %s after the last delivery for the reports", waited.Round(time.Millisecond))
 	bugs := newBugLog(t)
 	checkReports(t, b, list, waited, bugs)
-	if !s.running() {
+	if !s.Running() {
 		t.Fatal("serve exited")
 	}
 	bugs.finish()

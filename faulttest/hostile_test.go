@@ -16,6 +16,8 @@ import (
 
 	"github.com/livekit/protocol/livekit"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/servetest"
 )
 
 // maxBody is serve's default webhook body cap (Config.MaxBodyBytes).
@@ -77,12 +79,11 @@ func writeAll(c net.Conn, n *atomic.Int64, b []byte, piece int) error {
 
 func TestHostileInput(t *testing.T) {
 	s := startServe(t, t.TempDir())
-	url := s.webhookURL()
-	reqLine := "POST " + webhookPath + " HTTP/1.1\r\nHost: " + s.addr + "\r\n"
+	reqLine := "POST " + servetest.WebhookPath + " HTTP/1.1\r\nHost: " + s.Addr() + "\r\n"
 
 	t.Run("header_1MiB", func(t *testing.T) {
 		big := reqLine + "X-Big: " + strings.Repeat("a", 1<<20) + "\r\nContent-Length: 0\r\n\r\n"
-		r := rawExchange(t, s.addr, 10*time.Second, func(c net.Conn, n *atomic.Int64) {
+		r := rawExchange(t, s.Addr(), 10*time.Second, func(c net.Conn, n *atomic.Int64) {
 			_ = writeAll(c, n, []byte(big), 32<<10)
 		})
 		if r.err != nil || r.status != http.StatusRequestHeaderFieldsTooLarge {
@@ -96,7 +97,7 @@ func TestHostileInput(t *testing.T) {
 		// come from the header alone, without waiting for (or reading) the body.
 		head := reqLine + "Content-Type: application/webhook+json\r\nAuthorization: x\r\nContent-Length: " +
 			fmt.Sprint(10<<20) + "\r\n\r\n"
-		r := rawExchange(t, s.addr, 10*time.Second, func(c net.Conn, n *atomic.Int64) {
+		r := rawExchange(t, s.Addr(), 10*time.Second, func(c net.Conn, n *atomic.Int64) {
 			_ = writeAll(c, n, append([]byte(head), bytes.Repeat([]byte("{"), 1024)...), 64<<10)
 		})
 		if r.err != nil || r.status != http.StatusRequestEntityTooLarge {
@@ -115,7 +116,7 @@ func TestHostileInput(t *testing.T) {
 		// No Content-Length: a chunked body that never ends (up to 64 MiB).
 		head := reqLine + "Content-Type: application/webhook+json\r\nAuthorization: x\r\nTransfer-Encoding: chunked\r\n\r\n"
 		chunk := []byte(fmt.Sprintf("%x\r\n%s\r\n", 64<<10, bytes.Repeat([]byte("a"), 64<<10)))
-		r := rawExchange(t, s.addr, 10*time.Second, func(c net.Conn, n *atomic.Int64) {
+		r := rawExchange(t, s.Addr(), 10*time.Second, func(c net.Conn, n *atomic.Int64) {
 			if writeAll(c, n, []byte(head), len(head)) != nil {
 				return
 			}
@@ -135,7 +136,7 @@ func TestHostileInput(t *testing.T) {
 	})
 
 	t.Run("slowloris_headers", func(t *testing.T) {
-		c, err := net.DialTimeout("tcp", s.addr, 5*time.Second)
+		c, err := net.DialTimeout("tcp", s.Addr(), 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -183,7 +184,7 @@ func TestHostileInput(t *testing.T) {
 		}
 		for name, body := range bodies {
 			start := time.Now()
-			code, _, resp, err := post(signedRequest(t, url, body))
+			code, _, resp, err := s.PostRaw(body)
 			took := time.Since(start)
 			if err != nil {
 				t.Errorf("%s: %v", name, err)
@@ -197,8 +198,8 @@ func TestHostileInput(t *testing.T) {
 			}
 			t.Logf("%s (%d bytes): %d in %s", name, len(body), code, took.Round(time.Millisecond))
 		}
-		if h := s.health(); h != http.StatusOK || !s.running() {
-			t.Fatalf("after nested JSON: healthz %d running %v", h, s.running())
+		if h := s.Health(); h != http.StatusOK || !s.Running() {
+			t.Fatalf("after nested JSON: healthz %d running %v", h, s.Running())
 		}
 	})
 
@@ -209,7 +210,7 @@ func TestHostileInput(t *testing.T) {
 		bugs := newBugLog(t)
 		for _, size := range []int{maxBody - 16<<10, maxBody - 1<<10, maxBody - 200, maxBody} {
 			body := eventOfSize(t, size, "cap", fmt.Sprint(size))
-			code, hdr, resp, err := post(signedRequest(t, url, body))
+			code, hdr, resp, err := s.PostRaw(body)
 			if err != nil {
 				t.Errorf("body of %d bytes: %v", len(body), err)
 				continue
@@ -225,17 +226,17 @@ func TestHostileInput(t *testing.T) {
 					len(body), maxBody, code, hdr.Get("Retry-After"), bytes.TrimSpace(resp))
 			}
 		}
-		if h := s.health(); h != http.StatusOK {
+		if h := s.Health(); h != http.StatusOK {
 			t.Fatalf("after bodies at the cap: healthz %d", h)
 		}
 		bugs.finish()
 	})
 
 	t.Run("huge_metadata_rss", func(t *testing.T) {
-		pid := s.pid()
+		pid := s.PID()
 		send := func(i int) (int, error) {
 			body := eventOfSize(t, 900<<10, "rss", fmt.Sprint(i))
-			code, _, _, err := post(signedRequest(t, url, body))
+			code, _, _, err := s.PostRaw(body)
 			return code, err
 		}
 		for i := 0; i < 5; i++ { // warm up
@@ -288,7 +289,7 @@ func TestHostileInput(t *testing.T) {
 				t.Errorf("%d requests answered %d", n, code)
 			}
 		}
-		if h := s.health(); h != http.StatusOK {
+		if h := s.Health(); h != http.StatusOK {
 			t.Errorf("after the huge bodies: healthz %d", h)
 		}
 		if growth := after - before; growth > 200<<20 {
@@ -298,10 +299,10 @@ func TestHostileInput(t *testing.T) {
 		}
 	})
 
-	if !s.running() {
+	if !s.Running() {
 		t.Fatal("serve exited during hostile input")
 	}
-	if h := s.health(); h != http.StatusOK {
+	if h := s.Health(); h != http.StatusOK {
 		t.Fatalf("serve unhealthy after hostile input: %d", h)
 	}
 }

@@ -13,12 +13,14 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/livekit/protocol/livekit"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/servetest"
+	"github.com/beluga-ai-contrib/beluga-livekit/livekitwebhook/livekitwebhooktest"
 )
 
 // Measurements, not assertions: LKWEBHOOK_MEASURE=1 runs TestMeasure, which
@@ -69,8 +71,8 @@ func sendUnits(ctx context.Context, url string, units [][]signedEvent, conc int)
 					for attempt := 0; ; attempt++ {
 						req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(string(ev.body)))
 						req.Header.Set("Authorization", ev.auth)
-						req.Header.Set("Content-Type", "application/webhook+json")
-						req.Header.Set("User-Agent", "LiveKit")
+						req.Header.Set("Content-Type", livekitwebhooktest.ContentType)
+						req.Header.Set("User-Agent", livekitwebhooktest.UserAgent)
 						requests.Add(1)
 						resp, err := client.Do(req)
 						if err != nil {
@@ -110,7 +112,11 @@ func sessionEvents(t *testing.T, tag string, n int, joined bool) [][]signedEvent
 		if err != nil {
 			t.Fatal(err)
 		}
-		return signedEvent{body: b, auth: signBody(t, b)}
+		tok, err := livekitwebhooktest.Sign(apiKey, apiSecret, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return signedEvent{body: b, auth: tok}
 	}
 	for i := range units {
 		room := &livekit.Room{Sid: fmt.Sprintf("RM_%s%05d%s", tag, i, lkID("")[:4]), Name: fmt.Sprintf("%s-%05d", tag, i),
@@ -128,63 +134,54 @@ func sessionEvents(t *testing.T, tag string, n int, joined bool) [][]signedEvent
 
 // startTimed starts serve (not yet started) and returns the time from the
 // process start to the first /healthz 200, polled every 5 ms.
-func startTimed(t *testing.T, s *serve, timeout time.Duration) time.Duration {
+func startTimed(t *testing.T, s *servetest.Serve, timeout time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
-	s.start()
-	c := &http.Client{Timeout: time.Second}
+	s.Start()
 	for time.Since(start) < timeout {
-		if !s.running() {
-			t.Fatalf("%s exited during start", s.name)
+		if !s.Running() {
+			t.Fatalf("%s exited during start", s.Name())
 		}
-		if !s.resolveAddr() { // not listening yet
-			time.Sleep(5 * time.Millisecond)
-			continue
-		}
-		if resp, err := c.Get(s.base + "/healthz"); err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return time.Since(start)
-			}
+		if s.Healthy() {
+			return time.Since(start)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	t.Fatalf("%s not healthy after %s", s.name, timeout)
+	t.Fatalf("%s not healthy after %s", s.Name(), timeout)
 	return 0
 }
 
 // newServe prepares (without starting) a serve process on a port the
 // kernel picks.
-func newServe(t *testing.T, name, dataDir string, extra ...string) *serve {
+func newServe(t *testing.T, name, dataDir string, extra ...string) *servetest.Serve {
 	t.Helper()
-	bin := lkwebhookBin(t)
-	args := append([]string{"serve", "--addr", anyPort, "--data", dataDir, "--finalize-grace", "1s", "--log-level", "warn"}, extra...)
-	env := childEnv("LIVEKIT_API_KEY="+apiKey, "LIVEKIT_API_SECRET="+apiSecret)
-	return &serve{proc: newProc(t, name, bin, args, env)}
+	return servetest.New(t, serveOptions(name, dataDir, "warn", extra...))
 }
 
 // waitGauge polls a /metrics gauge until it reaches want; it returns the
 // time waited, or fails after timeout.
-func waitGauge(t *testing.T, s *serve, name string, want float64, timeout time.Duration) time.Duration {
+func waitGauge(t *testing.T, s *servetest.Serve, name string, want float64, timeout time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	var last float64
 	var err error
 	for time.Since(start) < timeout {
-		if last, err = s.metric(name); err == nil && last >= want {
-			return time.Since(start)
+		var m servetest.Metrics
+		if m, err = s.TryMetrics(); err == nil {
+			if last = m.Sum(name, nil); last >= want {
+				return time.Since(start)
+			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("%s: %s at %v (err %v) after %s, want %v", s.name, name, last, err, timeout, want)
+	t.Fatalf("%s: %s at %v (err %v) after %s, want %v", s.Name(), name, last, err, timeout, want)
 	return 0
 }
 
 // activeCount asks the sessions API how many sessions are active.
-func activeCount(s *serve) (int, error) {
+func activeCount(s *servetest.Serve) (int, error) {
 	c := &http.Client{Timeout: 60 * time.Second}
-	resp, err := c.Get(s.base + sessionsPath + "?limit=1")
+	resp, err := c.Get(s.URL() + servetest.SessionsPath + "?limit=1")
 	if err != nil {
 		return 0, err
 	}
@@ -275,7 +272,7 @@ func TestMeasure(t *testing.T) {
 		gaugeActive = "livekitwebhook_sessions_active"
 		gaugeParts  = "livekitwebhook_participants_active"
 	)
-	lkwebhookBin(t)
+	servetest.Binary(t)
 	f := Figures{When: time.Now().UTC(), GoOS: runtime.GOOS + "/" + runtime.GOARCH, CPUs: runtime.NumCPU()}
 	if out, err := exec.Command("git", "-C", "..", "rev-parse", "--short", "HEAD").Output(); err == nil {
 		f.Commit = strings.TrimSpace(string(out))
@@ -288,7 +285,7 @@ func TestMeasure(t *testing.T) {
 	for i := range runs {
 		s := newServe(t, fmt.Sprintf("serve-fresh-%d", i), t.TempDir())
 		fresh = append(fresh, startTimed(t, s, 60*time.Second))
-		s.kill(syscall.SIGTERM)
+		s.Stop()
 	}
 	f.StartupFreshMs, f.StartupFreshMedianMs = msList(fresh), ms(median(fresh))
 	t.Logf("start to /healthz 200, fresh data dir: %v ms, median %.1f ms", f.StartupFreshMs, f.StartupFreshMedianMs)
@@ -299,11 +296,11 @@ func TestMeasure(t *testing.T) {
 	startTimed(t, s, 60*time.Second)
 	time.Sleep(2 * time.Second)
 	var err error
-	if f.RSSIdleBytes, err = vmRSS(s.pid(), "VmRSS"); err != nil {
+	if f.RSSIdleBytes, err = vmRSS(s.PID(), "VmRSS"); err != nil {
 		t.Fatal(err)
 	}
 	units := sessionEvents(t, "m", sessions, true)
-	load := sendUnits(ctx, s.webhookURL(), units, loadConc)
+	load := sendUnits(ctx, s.WebhookURL(), units, loadConc)
 	if load.failures > 0 {
 		t.Fatalf("load: %d failed requests", load.failures)
 	}
@@ -317,36 +314,36 @@ func TestMeasure(t *testing.T) {
 	}
 	t.Logf("sessions API listed %d active sessions in %s", sessions, time.Since(apiStart).Round(time.Millisecond))
 	time.Sleep(2 * time.Second)
-	if f.RSS10kBytes, err = vmRSS(s.pid(), "VmRSS"); err != nil {
+	if f.RSS10kBytes, err = vmRSS(s.PID(), "VmRSS"); err != nil {
 		t.Fatal(err)
 	}
-	f.HWM10kBytes, _ = vmRSS(s.pid(), "VmHWM")
+	f.HWM10kBytes, _ = vmRSS(s.PID(), "VmHWM")
 	f.RSSPerSessionBytes = float64(f.RSS10kBytes-f.RSSIdleBytes) / sessions
 	// The heap right after the load still holds its garbage (up to the soft
 	// memory limit); read again once the process has been idle a while.
 	time.Sleep(15 * time.Second)
-	if f.RSS10kSettledBytes, err = vmRSS(s.pid(), "VmRSS"); err != nil {
+	if f.RSS10kSettledBytes, err = vmRSS(s.PID(), "VmRSS"); err != nil {
 		t.Fatal(err)
 	}
 	f.RSSPerSessionSettled = float64(f.RSS10kSettledBytes-f.RSSIdleBytes) / sessions
 	t.Logf("%d sessions (%d events) posted by %d senders in %s (%d requests, %d retried), processed %s after the last answer",
 		sessions, 2*sessions, loadConc, load.elapsed.Round(time.Millisecond), load.requests, load.retries, drain.Round(time.Millisecond))
-	s.kill(syscall.SIGTERM)
+	s.Stop()
 
 	// (a) again, on the data directory holding those 10,000 sessions.
 	var full []time.Duration
 	for range runs {
 		full = append(full, startTimed(t, s, 2*time.Minute))
-		s.kill(syscall.SIGTERM)
+		s.Stop()
 	}
 	f.Startup10kMs, f.Startup10kMedianMs = msList(full), ms(median(full))
 	t.Logf("start to /healthz 200, %d sessions in the data dir: %v ms, median %.1f ms", sessions, f.Startup10kMs, f.Startup10kMedianMs)
 
 	// (c) intake and processing: embedded engine, then one replica on a
 	// 3-node cluster with --replicas 3.
-	intake := func(name string, s *serve) IntakeFigures {
+	intake := func(name string, s *servetest.Serve) IntakeFigures {
 		units := sessionEvents(t, name, intakeN, false)
-		res := sendUnits(ctx, s.webhookURL(), units, intakeConc)
+		res := sendUnits(ctx, s.WebhookURL(), units, intakeConc)
 		drain := waitGauge(t, s, gaugeActive, intakeN, 5*time.Minute)
 		fig := IntakeFigures{Events: intakeN, Concurrency: intakeConc, IntakeSec: res.elapsed.Seconds(),
 			RatePerSec: float64(intakeN) / res.elapsed.Seconds(), Retries: res.retries, Failures: res.failures,
@@ -360,15 +357,15 @@ func TestMeasure(t *testing.T) {
 	emb := newServe(t, "serve-embedded", t.TempDir())
 	startTimed(t, emb, time.Minute)
 	f.Embedded = intake("e", emb)
-	emb.kill(syscall.SIGTERM)
+	emb.Stop()
 
 	cl := startNATSCluster(t, 3)
 	rep := newServe(t, "serve-cluster", t.TempDir(), "--nats-url", cl.urls, "--replicas", "3")
 	startTimed(t, rep, time.Minute)
 	f.Cluster = intake("c", rep)
-	rep.kill(syscall.SIGTERM)
+	rep.Stop()
 	for _, n := range cl.nodes {
-		n.kill(syscall.SIGTERM)
+		n.Stop()
 	}
 	f.ClusterToEmbedded = f.Cluster.RatePerSec / f.Embedded.RatePerSec
 	f.DrainClusterToEmbedded = f.Cluster.TotalSec / f.Embedded.TotalSec

@@ -7,12 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/livekit/protocol/livekit"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/servetest"
 )
 
 // TestHostileNames: names of any length LiveKit can send once made a NATS
@@ -27,7 +28,6 @@ func TestHostileNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := startServe(t, dir, "--config", cfg)
-	hook := s.webhookURL()
 
 	send := func(sid, room, metadata string) {
 		t.Helper()
@@ -39,7 +39,7 @@ func TestHostileNames(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			code, _, resp, err := post(signedRequest(t, hook, body))
+			code, _, resp, err := s.PostRaw(body)
 			if err != nil || code != http.StatusOK {
 				t.Fatalf("%s of %s (%d-byte name): %d %s %v", name, sid, len(room), code, resp, err)
 			}
@@ -48,7 +48,7 @@ func TestHostileNames(t *testing.T) {
 	waitReported := func(ids ...string) {
 		t.Helper()
 		ok := eventually(context.Background(), 30*time.Second, 100*time.Millisecond, func() bool {
-			got, err := s.sessions()
+			got, err := s.TrySessions()
 			if err != nil {
 				return false
 			}
@@ -64,13 +64,13 @@ func TestHostileNames(t *testing.T) {
 			return true
 		})
 		if !ok {
-			t.Fatalf("sessions not reported within 30s (healthz %d)", s.health())
+			t.Fatalf("sessions not reported within 30s (healthz %d)", s.Health())
 		}
 	}
 	healthy := func(when string) {
 		t.Helper()
-		if h := s.health(); h != http.StatusOK || !s.running() {
-			t.Fatalf("%s: healthz %d, running %v", when, h, s.running())
+		if h := s.Health(); h != http.StatusOK || !s.Running() {
+			t.Fatalf("%s: healthz %d, running %v", when, h, s.Running())
 		}
 	}
 
@@ -80,13 +80,8 @@ func TestHostileNames(t *testing.T) {
 	send("RM_long", long, "")
 	send("RM_dotted", dotted, "")
 	send("RM_meta", "meta-room", `{"call":"`+meta+`"}`)
-	resp, err := httpc.Get(s.base + sessionsPath + "/" + strings.Repeat("S", 4100))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotFound {
-		t.Fatalf("unsigned GET of a 4100-byte session id: %d, want 404", resp.StatusCode)
+	if got := getStatus(t, s, servetest.SessionsPath+"/"+strings.Repeat("S", 4100)); got != http.StatusNotFound {
+		t.Fatalf("unsigned GET of a 4100-byte session id: %d, want 404", got)
 	}
 	waitReported(long, dotted, meta)
 	healthy("after the hostile names")
@@ -97,23 +92,22 @@ func TestHostileNames(t *testing.T) {
 	// the next start.
 	long2 := strings.Repeat("Q", 5000)
 	send("RM_long2", long2, "")
-	s.kill(syscall.SIGKILL)
-	s.start()
-	s.waitHealthy(t, 45*time.Second)
+	s.Kill()
+	s.Start()
+	s.WaitHealthy(t, 45*time.Second)
 	send("RM_normal2", "normal-2", "")
 	waitReported(long, dotted, meta, long2, "normal-2")
 	healthy("after the restart")
-	if got := getStatus(t, s.base+sessionsPath+"/"+url.PathEscape(meta)); got != http.StatusOK {
+	if got := getStatus(t, s, servetest.SessionsPath+"/"+url.PathEscape(meta)); got != http.StatusOK {
 		t.Fatalf("GET the 5000-byte metadata session after the restart: %d", got)
 	}
 }
 
-func getStatus(t *testing.T, u string) int {
+func getStatus(t *testing.T, s *servetest.Serve, path string) int {
 	t.Helper()
-	resp, err := httpc.Get(u)
+	code, _, err := s.Get(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	return code
 }

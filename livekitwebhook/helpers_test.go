@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/beluga-ai-contrib/beluga-livekit/internal/verify"
+	"github.com/beluga-ai-contrib/beluga-livekit/livekitwebhook/livekitwebhooktest"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
@@ -71,7 +71,7 @@ func startReceiver(t testing.TB, cfg Config, opts ...Option) *testReceiver {
 // sign makes a LiveKit webhook token for body, as the notifier does.
 func sign(t testing.TB, key, secret string, body []byte, validFor time.Duration) string {
 	t.Helper()
-	tok, err := verify.Sign(key, secret, body, validFor)
+	tok, err := livekitwebhooktest.Signer{Key: key, Secret: secret, ValidFor: validFor}.Sign(body)
 	if err != nil {
 		t.Fatal(err)
 	}

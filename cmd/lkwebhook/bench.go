@@ -25,8 +25,8 @@ import (
 	"github.com/livekit/protocol/livekit"
 	"github.com/livekit/protocol/webhook"
 
-	"github.com/beluga-ai-contrib/beluga-livekit/internal/verify"
 	"github.com/beluga-ai-contrib/beluga-livekit/livekitwebhook"
+	"github.com/beluga-ai-contrib/beluga-livekit/livekitwebhook/livekitwebhooktest"
 )
 
 const benchUsage = `usage: lkwebhook bench [--url URL] [-n 20000] [-c 32] [--baseline] [--json]
@@ -320,12 +320,15 @@ type benchRequest struct {
 
 // benchEvents makes unique, signed room_started events.
 type benchEvents struct {
-	key, secret, run string
-	seq              int
+	signer livekitwebhooktest.Signer
+	run    string
+	seq    int
 }
 
 func newBenchEvents(key, secret string) *benchEvents {
-	return &benchEvents{key: key, secret: secret, run: randomBase62(5)}
+	// Longer than LiveKit's 5 minutes: a slow round must not expire.
+	signer := livekitwebhooktest.Signer{Key: key, Secret: secret, ValidFor: 15 * time.Minute}
+	return &benchEvents{signer: signer, run: randomBase62(5)}
 }
 
 func (g *benchEvents) make(n int) ([]benchRequest, error) {
@@ -348,12 +351,11 @@ func (g *benchEvents) make(n int) ([]benchRequest, error) {
 				DepartureTimeout: 20,
 			},
 		}
-		body, err := verify.Marshal(ev)
+		body, err := livekitwebhooktest.Marshal(ev)
 		if err != nil {
 			return nil, err
 		}
-		// Longer than LiveKit's 5 minutes: a slow round must not expire.
-		token, err := verify.Sign(g.key, g.secret, body, 15*time.Minute)
+		token, err := g.signer.Sign(body)
 		if err != nil {
 			return nil, err
 		}
@@ -433,8 +435,8 @@ func postSigned(ctx context.Context, client *http.Client, url string, r benchReq
 		return 0, err
 	}
 	req.Header.Set("Authorization", r.token)
-	req.Header.Set("Content-Type", livekitwebhook.ContentType)
-	req.Header.Set("User-Agent", webhookUserAgent)
+	req.Header.Set("Content-Type", livekitwebhooktest.ContentType)
+	req.Header.Set("User-Agent", livekitwebhooktest.UserAgent)
 	resp, err := client.Do(req)
 	if err != nil {
 		return 0, err

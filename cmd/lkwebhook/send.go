@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -23,13 +22,10 @@ import (
 
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/verify"
 	"github.com/beluga-ai-contrib/beluga-livekit/livekitwebhook"
+	"github.com/beluga-ai-contrib/beluga-livekit/livekitwebhook/livekitwebhooktest"
 )
 
-const (
-	defaultWebhookURL = "http://127.0.0.1:8080/voice/livekit/webhooks"
-	// The User-Agent LiveKit's notifier sends (its Content-Type is livekitwebhook.ContentType).
-	webhookUserAgent = "LiveKit"
-)
+const defaultWebhookURL = "http://127.0.0.1:8080/voice/livekit/webhooks"
 
 const sendUsage = `usage: lkwebhook send EVENT --room NAME [flags]
        lkwebhook send --body-file FILE [flags]
@@ -113,7 +109,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "lkwebhook send:", err)
 			return 2
 		}
-		if body, err = verify.Marshal(ev); err != nil {
+		if body, err = livekitwebhooktest.Marshal(ev); err != nil {
 			fmt.Fprintln(stderr, "lkwebhook send:", err)
 			return 1
 		}
@@ -125,19 +121,19 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "lkwebhook send:", err)
 		return 2
 	}
-	hdr := http.Header{}
-	hdr.Set("Content-Type", livekitwebhook.ContentType)
-	hdr.Set("User-Agent", webhookUserAgent)
-	if !*noToken {
-		token, err := verify.Sign(key, secret, body, *validFor)
-		if err != nil {
-			fmt.Fprintln(stderr, "lkwebhook send: sign:", err)
-			return 1
-		}
-		hdr.Set("Authorization", token)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	signer := livekitwebhooktest.Signer{Key: key, Secret: secret, ValidFor: *validFor}
+	req, err := signer.NewRawRequest(ctx, *url, body)
+	if err != nil {
+		fmt.Fprintln(stderr, "lkwebhook send:", err)
+		return 2
+	}
+	if *noToken {
+		req.Header.Del("Authorization")
 	}
 	if *legacy {
-		hdr.Set("X-LiveKit-Signature", verify.LegacySignature(secret, body))
+		req.Header.Set("X-LiveKit-Signature", verify.LegacySignature(secret, body))
 	}
 	if *saveBody != "" {
 		if err := os.WriteFile(*saveBody, body, 0o600); err != nil {
@@ -147,22 +143,14 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if *dryRun {
 		fmt.Fprintf(stdout, "POST %s\n", *url)
-		for _, k := range slices.Sorted(maps.Keys(hdr)) {
-			fmt.Fprintf(stdout, "%s: %s\n", k, hdr.Get(k))
+		for _, k := range slices.Sorted(maps.Keys(req.Header)) {
+			fmt.Fprintf(stdout, "%s: %s\n", k, req.Header.Get(k))
 		}
 		fmt.Fprintf(stdout, "\n%s\n", body)
 		return 0
 	}
 
 	fmt.Fprintf(stderr, "lkwebhook send: %s signed by %q -> %s\n", summary, key, *url)
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, *url, bytes.NewReader(body))
-	if err != nil {
-		fmt.Fprintln(stderr, "lkwebhook send:", err)
-		return 2
-	}
-	req.Header = hdr
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		fmt.Fprintln(stderr, "lkwebhook send:", err)

@@ -12,12 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/livekit/protocol/auth"
 	"github.com/livekit/protocol/livekit"
 	"github.com/livekit/protocol/webhook"
 
-	"github.com/beluga-ai-contrib/beluga-livekit/internal/verify"
 	"github.com/beluga-ai-contrib/beluga-livekit/livekitwebhook"
+	"github.com/beluga-ai-contrib/beluga-livekit/livekitwebhook/livekitwebhooktest"
 )
 
 func TestSendToRealReceiver(t *testing.T) {
@@ -74,7 +75,7 @@ func TestSendToRealReceiver(t *testing.T) {
 	}
 
 	// --body-file sends the bytes verbatim (a trailing newline included).
-	body, err := verify.Marshal(&livekit.WebhookEvent{Event: "room_finished", Id: "EV_bodyfile0001", CreatedAt: time.Now().Unix(),
+	body, err := livekitwebhooktest.Marshal(&livekit.WebhookEvent{Event: "room_finished", Id: "EV_bodyfile0001", CreatedAt: time.Now().Unix(),
 		Room: &livekit.Room{Sid: derivedID("RM_", "room", "call-1"), Name: "call-1"}})
 	if err != nil {
 		t.Fatal(err)
@@ -210,5 +211,35 @@ func TestSigningKeyPrecedence(t *testing.T) {
 	}
 	if k, s, _ = signingKey("flag", "flag-secret", io.Discard); k != "flag" || s != "flag-secret" {
 		t.Errorf("flags: %s", k)
+	}
+}
+
+// --dry-run prints the request send would make: the token follows
+// --valid-for, --no-token drops it and --legacy-signature adds the header.
+func TestSendDryRun(t *testing.T) {
+	clearKeyEnv(t)
+	header := func(out, name string) string {
+		for _, l := range strings.Split(out, "\n") {
+			if v, ok := strings.CutPrefix(l, name+": "); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	code, out, _ := runCLI(t, "send", "room_started", "--room", "r", "--dry-run", "--valid-for", "15m")
+	if code != 0 || !strings.HasPrefix(out, "POST "+defaultWebhookURL+"\n") || header(out, "User-Agent") != "LiveKit" ||
+		header(out, "Content-Type") != "application/webhook+json" || !strings.Contains(out, `"event":"room_started"`) {
+		t.Fatalf("dry run: exit %d\n%s", code, out)
+	}
+	var c jwt.RegisteredClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(header(out, "Authorization"), &c); err != nil {
+		t.Fatalf("Authorization: %v\n%s", err, out)
+	}
+	if got := c.ExpiresAt.Sub(c.IssuedAt.Time); got != 15*time.Minute || c.Issuer != "devkey" {
+		t.Errorf("token of %q valid for %v, want devkey and 15m", c.Issuer, got)
+	}
+	code, out, _ = runCLI(t, "send", "room_started", "--room", "r", "--dry-run", "--no-token", "--legacy-signature")
+	if code != 0 || header(out, "Authorization") != "" || len(header(out, "X-Livekit-Signature")) != 64 {
+		t.Errorf("--no-token --legacy-signature: exit %d\n%s", code, out)
 	}
 }

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/beluga-ai-contrib/beluga-livekit/internal/verify"
+	"github.com/beluga-ai-contrib/beluga-livekit/livekitwebhook/livekitwebhooktest"
 )
 
 const (
@@ -115,7 +115,7 @@ func call(t *testing.T, method, u, token string, body []byte, hdr map[string]str
 func signedEvent(t *testing.T, key, secret, id string) ([]byte, map[string]string) {
 	t.Helper()
 	body := []byte(`{"event":"room_started","id":"` + id + `","createdAt":"` + strconv.FormatInt(time.Now().Unix(), 10) + `","room":{"sid":"RM_serve","name":"serve-room"}}`)
-	tok, err := verify.Sign(key, secret, body, time.Minute)
+	tok, err := livekitwebhooktest.Sign(key, secret, body)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,17 +10,17 @@ import (
 
 	"github.com/livekit/protocol/livekit"
 
-	"github.com/beluga-ai-contrib/beluga-livekit/internal/verify"
+	"github.com/beluga-ai-contrib/beluga-livekit/livekitwebhook/livekitwebhooktest"
 )
 
 func TestVerifyCommand(t *testing.T) {
 	clearKeyEnv(t)
-	body, err := verify.Marshal(&livekit.WebhookEvent{Event: "room_started", Id: "EV_verify00001", CreatedAt: time.Now().Unix(),
+	body, err := livekitwebhooktest.Marshal(&livekit.WebhookEvent{Event: "room_started", Id: "EV_verify00001", CreatedAt: time.Now().Unix(),
 		Room: &livekit.Room{Sid: "RM_verify00001", Name: "v"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	token, err := verify.Sign("devkey", "secret", body, 0)
+	token, err := livekitwebhooktest.Sign("devkey", "secret", body)
 	if err != nil {
 		t.Fatal(err)
 	}

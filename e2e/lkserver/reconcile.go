@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
+
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/servetest"
 )
 
 // DefaultReconcilePath is the reconciliation endpoint of `lkwebhook serve`
@@ -41,37 +42,29 @@ func (st ReconcileStatus) HasUnknown(sid string) bool {
 	return false
 }
 
-// TryReconcileStatus reads the latest pass (GET DefaultReconcilePath):
+// TryReconcileStatus reads serve's latest pass (GET DefaultReconcilePath):
 // found is false on 404 (no pass yet, or no reconciler).
-func (s *Serve) TryReconcileStatus() (st ReconcileStatus, found bool, err error) {
-	code, body, err := s.get(DefaultReconcilePath)
+func TryReconcileStatus(sv *servetest.Serve) (st ReconcileStatus, found bool, err error) {
+	code, body, err := sv.Get(DefaultReconcilePath)
 	if err != nil {
 		return st, false, err
 	}
 	return decodeReconcile(http.MethodGet, code, body)
 }
 
-// TryReconcileNow runs a pass now (POST DefaultReconcilePath) and returns
-// it: found is false on 404 (no reconciler configured).
-func (s *Serve) TryReconcileNow() (st ReconcileStatus, found bool, err error) {
-	req, err := http.NewRequest(http.MethodPost, s.URL+DefaultReconcilePath, nil)
+// TryReconcileNow has serve run a pass now (POST DefaultReconcilePath) and
+// returns it: found is false on 404 (no reconciler configured).
+func TryReconcileNow(sv *servetest.Serve) (st ReconcileStatus, found bool, err error) {
+	req, err := http.NewRequest(http.MethodPost, sv.URL()+DefaultReconcilePath, nil)
 	if err != nil {
 		return st, false, err
 	}
 	req.Header.Set("Content-Type", "application/json") // the receiver refuses a simple (forgeable) POST
-	if s.opts.AdminToken != "" {
-		req.Header.Set("Authorization", "Bearer "+s.opts.AdminToken)
-	}
-	resp, err := s.client.Do(req)
+	code, body, err := sv.Do(req)
 	if err != nil {
 		return st, false, err
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return st, false, err
-	}
-	return decodeReconcile(http.MethodPost, resp.StatusCode, body)
+	return decodeReconcile(http.MethodPost, code, body)
 }
 
 func decodeReconcile(method string, code int, body []byte) (st ReconcileStatus, found bool, err error) {

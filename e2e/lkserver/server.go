@@ -9,7 +9,6 @@ package lkserver
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/big"
@@ -28,6 +27,8 @@ import (
 	"github.com/livekit/protocol/logger"
 	lksdk "github.com/livekit/server-sdk-go/v2"
 	"gopkg.in/yaml.v3"
+
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/servetest"
 )
 
 // Environment variables understood by this package.
@@ -180,7 +181,7 @@ func Start(t testing.TB, opts Options) *Server {
 		opts.APIKey = DefaultAPIKey
 	}
 	if opts.APISecret == "" {
-		opts.APISecret = randomSecret()
+		opts.APISecret = servetest.RandomSecret()
 	}
 	if len(opts.APISecret) < 32 {
 		t.Fatalf("lkserver: API secret must be at least 32 characters, got %d", len(opts.APISecret))
@@ -436,14 +437,6 @@ func seconds(d time.Duration) uint32 {
 		return 0
 	}
 	return uint32((d + time.Second - 1) / time.Second)
-}
-
-func randomSecret() string {
-	b := make([]byte, 24)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return hex.EncodeToString(b) // 48 chars
 }
 
 // filteredEnv drops LIVEKIT_* variables (LIVEKIT_KEYS, LIVEKIT_CONFIG, …),

@@ -12,5 +12,6 @@
 // and a raw HS256 JWT in Authorization (iss = API key, exp five minutes
 // ahead, sha256 claim = base64 SHA-256 of the exact body). It never sends
 // the X-LiveKit-Signature header that third-party guides describe: real
-// LiveKit does not.
+// LiveKit does not. A Signer does the same with one key and a validity of
+// your choice (a load test that signs every request before sending).
 package livekitwebhooktest

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/livekit/protocol/auth"
 	"github.com/livekit/protocol/livekit"
 	"github.com/livekit/protocol/webhook"
@@ -113,5 +114,46 @@ func TestRoomEvent(t *testing.T) {
 	left := livekitwebhooktest.ParticipantEvent("participant_left", "call-7", "RM_call7", &livekit.ParticipantInfo{Sid: "PA_1"})
 	if left.Participant.State != livekit.ParticipantInfo_DISCONNECTED || left.Participant.JoinedAtMs != 0 {
 		t.Fatalf("left participant %v", left.Participant)
+	}
+}
+
+// validity returns exp - iat of a token, read without verifying it.
+func validity(t *testing.T, tok string) time.Duration {
+	t.Helper()
+	var c jwt.RegisteredClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(tok, &c); err != nil {
+		t.Fatal(err)
+	}
+	return c.ExpiresAt.Sub(c.IssuedAt.Time)
+}
+
+func TestSignerValidFor(t *testing.T) {
+	ev := livekitwebhooktest.RoomEvent("room_started", "call-8", "RM_call8")
+	for _, tc := range []struct {
+		validFor, want time.Duration
+	}{
+		{0, 5 * time.Minute}, // LiveKit's
+		{15 * time.Minute, 15 * time.Minute},
+	} {
+		s := livekitwebhooktest.Signer{Key: key, Secret: secret, ValidFor: tc.validFor}
+		req, err := s.NewRequest(context.Background(), "http://example.invalid/hook", ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := validity(t, req.Header.Get("Authorization")); got != tc.want {
+			t.Errorf("ValidFor %v: token valid for %v, want %v", tc.validFor, got, tc.want)
+		}
+		got, err := receive(t, req)
+		if err != nil || got.GetId() != ev.Id {
+			t.Fatalf("ValidFor %v: LiveKit's receiver: %v %v", tc.validFor, got, err)
+		}
+	}
+	// The package functions are LiveKit's five minutes.
+	tok, err := livekitwebhooktest.Sign(key, secret, []byte("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := validity(t, tok); got != 5*time.Minute {
+		t.Errorf("Sign: valid for %v, want 5m", got)
 	}
 }

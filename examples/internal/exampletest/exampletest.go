@@ -5,6 +5,7 @@ package exampletest
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	"sync"
 	"testing"
@@ -12,7 +13,7 @@ import (
 
 	"github.com/livekit/protocol/livekit"
 
-	"github.com/beluga-ai-contrib/beluga-livekit/internal/verify"
+	"github.com/beluga-ai-contrib/beluga-livekit/livekitwebhook/livekitwebhooktest"
 )
 
 // SyncBuffer is a bytes.Buffer safe for concurrent use.
@@ -48,24 +49,14 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 	t.Fatalf("timed out waiting for %s", what)
 }
 
-// PostSigned marshals and signs ev as LiveKit's notifier does, posts it to
-// url and returns the status code.
+// PostSigned posts ev to url as LiveKit's notifier would, signed with
+// key/secret, and returns the status code.
 func PostSigned(t testing.TB, url, key, secret string, ev *livekit.WebhookEvent) int {
 	t.Helper()
-	body, err := verify.Marshal(ev)
+	req, err := livekitwebhooktest.NewRequest(context.Background(), url, key, secret, ev)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := verify.Sign(key, secret, body, 5*time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/webhook+json")
-	req.Header.Set("Authorization", tok)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
