@@ -42,7 +42,7 @@ func TestReportsFollowGraceUnderBurst(t *testing.T) {
 	}
 	before := consumers()
 
-	accepted := finishAtOnce(t, tr.Receiver, rooms)
+	_, accepted := finishAtOnce(t, tr.Receiver, rooms)
 	bound := maxFinalizeWait * 3 / 4
 	select {
 	case <-w.all:
@@ -54,6 +54,51 @@ func TestReportsFollowGraceUnderBurst(t *testing.T) {
 	if n := consumers(); n != before {
 		t.Errorf("events stream has %d consumers after the burst, %d before: reports leave consumers behind", n, before)
 	}
+}
+
+// TestStopMidBurst: a receiver stopped while it is delivering the reports
+// of a burst, then started again on its data, reports every room and hands
+// each report to OnSessionEnded once: a stop lets the task workers finish the
+// timers they hold before it cancels their context.
+func TestStopMidBurst(t *testing.T) {
+	const rooms = 500
+	cfg := testConfig(t)
+	cfg.FinalizeGrace = "1s"
+	w := newReportWatch(rooms)
+	quiet := WithLogger(slog.New(slog.DiscardHandler))
+	var entered atomic.Int32
+	stopping := make(chan struct{})
+	var release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(stopping) }) })
+	held := Hooks{OnSessionEnded: func(ctx context.Context, r Report) error {
+		entered.Add(1)
+		<-stopping // deliveries are under way when the stop begins
+		return w.hooks().OnSessionEnded(ctx, r)
+	}}
+	first := startReceiver(t, cfg, quiet, WithHooks(held))
+	w.subscribe(t, first.Engine().Conn())
+	_, _ = finishAtOnce(t, first.Receiver, rooms)
+	eventually(t, time.Minute, "a report being delivered", func() bool { return entered.Load() > 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- first.Stop(ctx) }()
+	eventually(t, time.Minute, "the stop under way", func() bool { return first.draining.Load() })
+	release.Do(func() { close(stopping) })
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d rooms reported before the stop", w.reported())
+
+	second := startReceiver(t, cfg, quiet, WithHooks(w.hooks()))
+	w.subscribe(t, second.Engine().Conn())
+	select {
+	case <-w.all:
+	case <-time.After(time.Minute):
+		t.Fatalf("%d of %d rooms reported a minute after the restart", w.reported(), rooms)
+	}
+	w.settled(t, second.Receiver)
+	w.checkOnce(t, rooms)
 }
 
 // TestReportWaitsForStoredEvents: a report is not made while an event of its
@@ -134,8 +179,7 @@ func BenchmarkBurstReports(b *testing.B) {
 		w := newReportWatch(rooms)
 		tr := startReceiver(b, cfg, WithLogger(slog.New(slog.DiscardHandler)), WithHooks(w.hooks()))
 		w.subscribe(b, tr.Engine().Conn())
-		start := time.Now()
-		accepted := finishAtOnce(b, tr.Receiver, rooms)
+		start, accepted := finishAtOnce(b, tr.Receiver, rooms)
 		cpu := cpuTime()
 		select {
 		case <-w.all:
@@ -164,8 +208,9 @@ func BenchmarkBurstReports(b *testing.B) {
 
 // finishAtOnce posts room_started for each of rooms rooms, then
 // room_finished for each, signed, from 32 concurrent callers through h. It
-// returns when the last room_finished was accepted.
-func finishAtOnce(t testing.TB, h http.Handler, rooms int) time.Time {
+// returns when the first was posted (the signing done) and when the last
+// room_finished was accepted.
+func finishAtOnce(t testing.TB, h http.Handler, rooms int) (posted, accepted time.Time) {
 	t.Helper()
 	type signed struct {
 		body []byte
@@ -203,12 +248,13 @@ func finishAtOnce(t testing.TB, h http.Handler, rooms int) time.Time {
 		wg.Wait()
 	}
 	started, finished := phase("room_started", 0), phase("room_finished", 30)
+	posted = time.Now()
 	post(started)
 	post(finished)
 	if t.Failed() {
 		t.FailNow()
 	}
-	return time.Now()
+	return posted, time.Now()
 }
 
 // reportWatch counts reports per room sid two ways: every publish on the
