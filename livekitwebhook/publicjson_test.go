@@ -74,7 +74,7 @@ func TestPublicJSONUnchanged(t *testing.T) {
 			return nil
 		},
 	}
-	tr := startReceiver(t, cfg, WithHooks(hooks), WithClock(func() time.Time { return time.Unix(now.Load(), 0) }))
+	tr := startReceiver(t, cfg, WithHooks(hooks), withClock(func() time.Time { return time.Unix(now.Load(), 0) }))
 
 	reports := make(chan *nats.Msg, 8)
 	sub, err := tr.Engine().Conn().ChanSubscribe("lkwh.reports.>", reports)
