@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/verify"
 )
 
 // TestNoInternalTypesInAPI: no exported declaration of the package names a
@@ -110,5 +112,13 @@ func TestNoInternalTypesInAPI(t *testing.T) {
 	}
 	for _, f := range found {
 		t.Error(f)
+	}
+}
+
+// TestContentTypeAsVerified: the exported ContentType (a literal, so that
+// go doc shows it) is the one verification and the test signer use.
+func TestContentTypeAsVerified(t *testing.T) {
+	if ContentType != verify.ContentType {
+		t.Fatalf("ContentType %q, verify.ContentType %q", ContentType, verify.ContentType)
 	}
 }

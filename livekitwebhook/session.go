@@ -58,8 +58,8 @@ type Session struct {
 // is what OnSessionEnded gets, what is published on
 // lkwh.reports.<session_id>, written into the Beluga session's
 // State[StateKeyReport] and returned by EndedSessions. Unlike a Session it
-// never changes, and EndedAt and Disposition are always set. Its JSON is
-// that of the ended Session.
+// never changes, and EndedAt and Disposition are always set. Its fields mean
+// what they mean in Session, and its JSON is that of the ended Session.
 type Report struct {
 	SessionID                string             `json:"session_id"`
 	RoomName                 string             `json:"room_name"`

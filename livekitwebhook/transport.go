@@ -72,6 +72,9 @@ func TransportConfig(r *Receiver, room string, base transport.Config) transport.
 // room_finished processed earlier is only taken into account with
 // ExtraRoomSID (room names are often reused). Close unbinds it from the
 // receiver. It is safe for concurrent use.
+//
+// Get one with transport.New(TransportName, TransportConfig(recv, room,
+// cfg)); the transport.AudioTransport it returns is a *Transport.
 type Transport struct {
 	inner transport.AudioTransport
 	recv  *Receiver
