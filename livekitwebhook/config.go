@@ -14,12 +14,13 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// EnvPrefix is the prefix of every configuration environment variable, as
-// read by LoadConfigFromEnv (BELUGA_LIVEKIT_WEBHOOK_API_KEY, …).
-const EnvPrefix = "BELUGA_LIVEKIT_WEBHOOK"
+// envPrefix is the prefix of every configuration environment variable
+// (BELUGA_LIVEKIT_WEBHOOK_API_KEY, …).
+const envPrefix = "BELUGA_LIVEKIT_WEBHOOK"
 
 // Config configures a Receiver. It loads with Beluga's config.Load (JSON)
-// and config.LoadFromEnv (prefix EnvPrefix). Durations are strings in Go
+// and config.LoadFromEnv (variables BELUGA_LIVEKIT_WEBHOOK_<JSON NAME>, such
+// as BELUGA_LIVEKIT_WEBHOOK_API_KEY). Durations are strings in Go
 // syntax ("90s", "24h") because Beluga's loader cannot fill time.Duration.
 type Config struct {
 	// Enabled switches the plugin on when wired with AutoWire.
@@ -88,16 +89,16 @@ type Config struct {
 	AdminToken string `json:"admin_token"`
 
 	// Dev is development mode, as livekit-server --dev: API secrets shorter
-	// than MinSecretLength are accepted (the dev key is devkey/secret).
+	// than 32 bytes are accepted (the dev key is devkey/secret).
 	Dev bool `json:"dev"`
 	// MaxConnections caps the concurrent connections of `lkwebhook serve`;
 	// beyond it a connection is answered 503 with Retry-After and closed.
 	MaxConnections int `json:"max_connections" default:"1024" min:"1"`
 }
 
-// MinSecretLength is the shortest API secret accepted outside Dev, as
+// minSecretLength is the shortest API secret accepted outside Dev, as
 // livekit-server requires.
-const MinSecretLength = 32
+const minSecretLength = 32
 
 // DefaultConfig returns a Config with every default applied.
 func DefaultConfig() Config { return Config{}.withDefaults() }
@@ -129,34 +130,37 @@ func (c Config) withDefaults() Config {
 }
 
 // LoadConfig reads a JSON file with Beluga's config.Load, then overrides it
-// from the environment (EnvPrefix) and the LiveKit key variables.
+// from the environment (BELUGA_LIVEKIT_WEBHOOK_*) and the LiveKit key
+// variables (see LoadConfigFromEnv).
 func LoadConfig(path string) (Config, error) {
 	cfg, err := config.Load[Config](path)
 	if err != nil {
 		return cfg, err
 	}
-	if err := config.MergeEnv(&cfg, EnvPrefix); err != nil {
+	if err := config.MergeEnv(&cfg, envPrefix); err != nil {
 		return cfg, err
 	}
-	cfg.MergeLiveKitEnv()
+	cfg.mergeLiveKitEnv()
 	return cfg, nil
 }
 
-// LoadConfigFromEnv builds a Config from defaults, EnvPrefix variables and
-// LIVEKIT_API_KEY/LIVEKIT_API_SECRET/LIVEKIT_KEYS.
+// LoadConfigFromEnv builds a Config from defaults and BELUGA_LIVEKIT_WEBHOOK_*
+// variables, then adds the keys livekit-server itself reads:
+// LIVEKIT_API_KEY + LIVEKIT_API_SECRET, and LIVEKIT_KEYS ("key: secret"
+// lines). Keys already configured are kept.
 func LoadConfigFromEnv() (Config, error) {
-	cfg, err := config.LoadFromEnv[Config](EnvPrefix)
+	cfg, err := config.LoadFromEnv[Config](envPrefix)
 	if err != nil {
 		return cfg, err
 	}
-	cfg.MergeLiveKitEnv()
+	cfg.mergeLiveKitEnv()
 	return cfg, nil
 }
 
-// MergeLiveKitEnv adds keys from the variables livekit-server itself reads:
+// mergeLiveKitEnv adds keys from the variables livekit-server itself reads:
 // LIVEKIT_API_KEY + LIVEKIT_API_SECRET, and LIVEKIT_KEYS ("key: secret"
 // lines). Keys already configured are kept.
-func (c *Config) MergeLiveKitEnv() {
+func (c *Config) mergeLiveKitEnv() {
 	if c.APIKey == "" && c.APISecret == "" {
 		c.APIKey, c.APISecret = os.Getenv("LIVEKIT_API_KEY"), os.Getenv("LIVEKIT_API_SECRET")
 	}
@@ -233,7 +237,7 @@ func (c Config) keySet() (map[string]string, error) {
 	return keys, nil
 }
 
-// checkSecrets refuses secrets shorter than MinSecretLength outside Dev,
+// checkSecrets refuses secrets shorter than minSecretLength outside Dev,
 // naming the key, never the secret.
 func (c Config) checkSecrets(keys map[string]string) error {
 	if c.Dev {
@@ -241,7 +245,7 @@ func (c Config) checkSecrets(keys map[string]string) error {
 	}
 	var short []string
 	for k, s := range keys {
-		if len(s) < MinSecretLength {
+		if len(s) < minSecretLength {
 			short = append(short, k)
 		}
 	}
@@ -254,7 +258,7 @@ func (c Config) checkSecrets(keys map[string]string) error {
 		which = fmt.Sprintf("keys %q", short)
 	}
 	return fmt.Errorf("%w: the secret of %s has fewer than %d characters (livekit-server refuses such keys too); "+
-		"use a longer secret, or dev mode (dev: true, serve --dev) for local work", ErrSecretTooShort, which, MinSecretLength)
+		"use a longer secret, or dev mode (dev: true, serve --dev) for local work", ErrSecretTooShort, which, minSecretLength)
 }
 
 // eventSet parses Events; nil means all.

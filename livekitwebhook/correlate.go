@@ -17,8 +17,7 @@ type RoomInfo struct {
 // Correlator maps a room to the backend session it belongs to. ok=false
 // means "no mapping": the room is still tracked, under its name, and flagged
 // unmapped. An error is retried like any processing failure. A session id
-// of any length is taken: subjects and keys use its bounded form
-// (engine.Token, engine.Key).
+// of any length is taken (the store keys it by a bounded form).
 type Correlator interface {
 	Correlate(ctx context.Context, room RoomInfo) (sessionID string, ok bool, err error)
 }

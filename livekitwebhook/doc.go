@@ -1,34 +1,24 @@
-// Package livekitwebhook makes LiveKit's server-side webhooks a reliable,
-// observable part of a Beluga AI voice backend.
+// Package livekitwebhook receives LiveKit's server webhooks reliably and
+// turns them into per-room sessions and final reports for a Beluga AI voice
+// backend.
 //
-// A Receiver is an http.Handler for the URL LiveKit posts webhooks to. It
-// verifies each request exactly as LiveKit signs it (an HS256 JWT in
-// Authorization whose sha256 claim covers the raw body; the secret is looked
-// up by the token's iss), stores the event durably in NATS JetStream
-// (an embedded nats-server by default, or an external cluster), and only
-// then answers 200. Everything else gets a typed refusal: 405, 413, 415,
-// 401 with a reason per failure, 400 for a malformed event, and 503 with
-// Retry-After when the store is unavailable so that LiveKit retries.
-// Duplicate deliveries (same event id) are answered 200 and stored once.
-// Concurrent requests share one durable write to a journal (group commit);
-// a distributor then moves each event to the events stream, which
-// deduplicates by event id across replicas and restarts.
+// A Receiver is the http.Handler LiveKit posts to. It verifies each request
+// as LiveKit signs it (an HS256 JWT in Authorization whose sha256 claim
+// covers the raw body), stores the event durably in NATS JetStream (an
+// embedded nats-server by default, or an external cluster) and only then
+// answers 200: an answered event is never lost, and a duplicate delivery is
+// stored once. Everything else gets a typed refusal, 503 with Retry-After
+// when the store is unavailable so that LiveKit retries. In the background
+// the stored events of each room are folded into one session per room sid,
+// in an order-independent way (duplicated, reordered and missing events give
+// the same answer), and Hooks are called.
 //
-// A processor consumes the stored events, folds them into one session per
-// room sid with a pure state machine (internal/lifecycle) that gives the
-// same answer for duplicated, reordered and missing events, and calls Hooks.
-// After room_finished plus a grace period it produces one final Report per
-// room sid, persists it, publishes it on lkwh.reports.<session> and hands it
-// to Hooks.OnSessionEnded. Failing hooks are retried with backoff and then
-// dead-lettered; Replay runs dead letters again. A hook still owed a call is
-// recorded by its name (Hooks.Name and the field), not its position, so a
-// redeploy that adds, removes or reorders hooks retries the same hook; a
-// name no registration has any more is dead-lettered with ErrUnknownHook.
-//
-// # Usage
+// # Getting started
 //
 //	cfg, err := livekitwebhook.LoadConfigFromEnv() // BELUGA_LIVEKIT_WEBHOOK_*, LIVEKIT_API_KEY/SECRET, LIVEKIT_KEYS
+//	if err != nil { … }
 //	recv, err := livekitwebhook.New(cfg, livekitwebhook.WithHooks(livekitwebhook.Hooks{
+//		Name: "billing",
 //		OnParticipantJoined: func(ctx context.Context, ev *livekit.WebhookEvent, s livekitwebhook.Session) error {
 //			log.Printf("%s joined %s", ev.Participant.Identity, s.SessionID)
 //			return nil
@@ -37,68 +27,79 @@
 //			return billing.Record(ctx, r.SessionID, r.ParticipantSecondsByKind)
 //		},
 //	}))
-//	if err := recv.Start(ctx); err != nil { … }
-//	defer recv.Stop(context.Background())
-//	for path, h := range recv.Routes() { mux.Handle(path, h) }
+//	if err != nil { … }
+//	if err := recv.Start(ctx); err != nil { … } // opens the store; intake answers 503 until then
+//	defer recv.Stop(context.Background())       // drains intake, finishes in-flight work
+//	for path, h := range recv.Routes() {        // webhook, sessions API, dead letters
+//		mux.Handle(path, h)
+//	}
 //
-// # Correlation
+// On a Beluga server, recv.Mount(srv) registers the same routes on any
+// server.ServerAdapter, and AutoWire does New, Start and Mount in one call
+// when Config.Enabled is set and the voice transport is "livekit" or
+// "livekit-webhook" (otherwise it returns nil, nil):
 //
-// A Correlator maps a room to the backend session id: the room name
-// (default), a key of the room's JSON metadata, a name template such as
-// "call-{session}", or any function. Rooms that map to nothing are still
-// tracked under their name and flagged Unmapped. With WithSessionService each
-// mapped session also gets a Beluga runtime.Session (the mapping is kept in
-// the engine, so restarts and replicas agree), and the final report is
-// written into its State.
-//
-// # Serving on a Beluga server
-//
-// Mount registers every route of Routes on any Beluga server.ServerAdapter
-// (stdlib, chi, echo, gin, fiber, huma, connect); the gRPC adapter serves no
-// HTTP handlers and Mount says so:
-//
-//	srv := server.NewStdlibAdapter(server.Config{})
-//	if err := recv.Mount(srv); err != nil { … }
-//
-// # Enabled by configuration
-//
-// AutoWire builds, starts and mounts a receiver when Config.Enabled
-// (BELUGA_LIVEKIT_WEBHOOK_ENABLED=true) and the voice transport is "livekit"
-// or "livekit-webhook"; otherwise it returns (nil, nil):
-//
-//	cfg, _ := livekitwebhook.LoadConfigFromEnv()
-//	recv, err := livekitwebhook.AutoWire(ctx, srv, "livekit", cfg)
+//	recv, err := livekitwebhook.AutoWire(ctx, srv, "livekit", cfg, opts...)
 //	if recv != nil { defer recv.Stop(context.Background()) }
 //
-// # Voice transport
+// # Sessions and reports
 //
-// Importing the package registers the "livekit-webhook" transport: Beluga's
-// "livekit" transport bound to one room of a receiver, closed once that
-// room's room_finished has been processed by any replica, which ends a
-// voice.VoicePipeline running on it. The receiver travels explicitly in
-// Config.Extra["livekitwebhook.receiver"]; TransportConfig fills it:
+// A Session is the view of one room sid at one moment: event hooks get it
+// after each event, and SessionByID, ActiveSessions and the sessions API
+// (GET Config.SessionsPath) return it. A Report is the final account of a
+// room sid, fixed once after room_finished plus Config.FinalizeGrace (or when
+// the session expires): OnSessionEnded gets it, it is published on the NATS
+// subject lkwh.reports.<session_id>, and EndedSessions lists it. Both have
+// the same stable JSON. A Correlator maps each room to the backend's session
+// id (the room name by default; see WithCorrelator and Config.Correlation).
 //
-//	t, err := transport.New(livekitwebhook.TransportName,
-//		livekitwebhook.TransportConfig(recv, "call-42", transport.Config{URL: lkURL, Token: token}))
-//	pipe := voice.NewPipeline(voice.WithTransport(t), voice.WithVAD(voice.NewEnergyVAD(voice.EnergyVADConfig{})))
-//	err = pipe.Run(ctx) // returns nil after room_finished
+// # Hooks and dead letters
 //
-// Extra["room_sid"] also closes it at once if that sid already finished.
+// Each hook is called at least once per event id, and not again once it
+// returned nil. A returned error is retried with backoff; after
+// Config.MaxAttempts the event (or report) is dead-lettered, OnError is told,
+// and DeadLetters and Replay (or `lkwebhook dlq`) list and re-run it. Hooks
+// owed a call are recorded by name (Hooks.Name and the field), so a redeploy
+// that adds, removes or reorders hooks retries the same hook; a name no
+// registration has any more is dead-lettered with ErrUnknownHook. Hooks with
+// outside effects should be idempotent by event id.
 //
-// # Agent runtime plugin
+// # Errors
 //
-// Plugin returns a runtime.Plugin that, before each turn, writes the room's
-// live state (the Session JSON plus "status": "active"/"finished") into
-// Session.State["livekit.room"], and refuses turns once the room finished
-// with a *core.Error wrapping ErrRoomFinished. It finds the room through
-// State["livekit.session_id"], set when the receiver has WithSessionService;
-// share that service with the Runner:
+// A refused request is a *RefusalError (HTTP status, a stable reason that is
+// also the metric label and log field, and the cause), passed to the
+// WithRefusalHandler callback and answered as JSON. Test the cause with
+// errors.Is: ErrExpired, ErrHashMismatch, ErrUnknownKey … (401),
+// ErrMalformedEvent (400), ErrBodyTooLarge (413), ErrEngineUnavailable and
+// ErrShuttingDown (503). The query methods return ErrEngineUnavailable while
+// the store is down; New returns ErrSecretTooShort for a secret shorter than
+// 32 bytes outside Config.Dev.
+//
+// # Beluga wiring
+//
+//   - WithSessionService creates a Beluga runtime.Session for each mapped
+//     room (the mapping is kept in the store, so restarts and replicas
+//     agree), with the receiver's session id in State[StateKeySession], and
+//     writes the Report into State[StateKeyReport].
+//   - Plugin is a runtime.Plugin that puts the live room (the Session JSON
+//     plus a status) into State[StateKeyRoom] before each turn and refuses
+//     turns once the room finished, with an error wrapping ErrRoomFinished.
+//   - Importing the package registers the TransportName ("livekit-webhook")
+//     voice transport: Beluga's "livekit" transport bound to one room of a
+//     receiver, closed once that room's room_finished has been processed by
+//     any replica, which ends a voice.VoicePipeline running on it.
+//     TransportConfig fills its configuration; Extra[ExtraRoomSID] also closes
+//     it at once if that room sid already finished.
+//
+// All three together:
 //
 //	svc := runtime.NewInMemorySessionService()
 //	recv, _ := livekitwebhook.New(cfg, livekitwebhook.WithSessionService(svc))
 //	runner := runtime.NewRunner(a, runtime.WithSessionService(svc), runtime.WithPlugins(recv.Plugin()))
-//	…
-//	if errors.Is(err, livekitwebhook.ErrRoomFinished) { /* the call is over */ }
+//	t, err := transport.New(livekitwebhook.TransportName,
+//		livekitwebhook.TransportConfig(recv, "call-42", transport.Config{URL: lkURL, Token: token}))
+//	pipe := voice.NewPipeline(voice.WithTransport(t), voice.WithVAD(voice.NewEnergyVAD(voice.EnergyVADConfig{})))
+//	err = pipe.Run(ctx) // returns nil after room_finished
 //
 // # Observability
 //
@@ -121,4 +122,7 @@
 // --livekit-url) lists rooms through RoomService on an interval, closes
 // sessions whose room is gone as "expired" with the reason recorded, and
 // flags rooms the receiver never heard of.
+//
+// The README has the configuration table, the delivery guarantees and the
+// `lkwebhook` CLI.
 package livekitwebhook

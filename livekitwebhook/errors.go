@@ -36,8 +36,8 @@ var (
 	ErrBodyRead          = errors.New("livekit webhook: could not read request body") // 400
 )
 
-// ErrSecretTooShort: New refuses an API secret shorter than MinSecretLength
-// outside Config.Dev.
+// ErrSecretTooShort: New refuses an API secret shorter than 32 bytes (as
+// livekit-server does) outside Config.Dev.
 var ErrSecretTooShort = errors.New("livekitwebhook: API secret too short")
 
 // RefusalError is a refused webhook request: the HTTP status, a stable

@@ -293,7 +293,8 @@ func (p *processor) deliver(ctx context.Context, key string, rec *roomRecord, ca
 	if _, err := p.eng.JetStream().PublishMsg(ctx, msg, jetstream.WithMsgID("report/"+r.RoomSID)); err != nil {
 		return fmt.Errorf("publish report: %w", err)
 	}
-	if err := p.r.finishBelugaSession(ctx, *r); err != nil {
+	rep := reportOf(*r)
+	if err := p.r.finishBelugaSession(ctx, rep); err != nil {
 		return fmt.Errorf("beluga session: %w", err)
 	}
 	// failed: a hook returned an error (retried); unknown: a name no hook
@@ -307,7 +308,7 @@ func (p *processor) deliver(ctx context.Context, key string, rec *roomRecord, ca
 			continue
 		}
 		p.warnIfLegacy(name, h.name)
-		if err := p.callEnded(ctx, h, *r); err != nil {
+		if err := p.callEnded(ctx, h, rep); err != nil {
 			failed = cmp.Or(failed, fmt.Errorf("hook %s: %w", h.name, err))
 			continue
 		}
@@ -330,7 +331,7 @@ func (p *processor) callEnded(ctx context.Context, h endedHook, r Report) error 
 		attribute.String(attrSession, r.SessionID), attribute.String(attrRoomSID, r.RoomSID))
 }
 
-func (p *processor) recordReportMetrics(ctx context.Context, r *Report, closedActive int) {
+func (p *processor) recordReportMetrics(ctx context.Context, r *lifecycle.Session, closedActive int) {
 	tel := p.r.tel
 	tel.activeSess.Add(ctx, -1)
 	tel.reports.Add(ctx, 1, label("disposition", r.Disposition))

@@ -72,7 +72,7 @@ func TestRealFixturesReplay(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.APIKey, cfg.APISecret, cfg.Keys = "", "", string(keys)
 	var hc hookCounter
-	tr := startReceiver(t, cfg, WithHooks(hc.hooks()), WithClock(func() time.Time { return time.Unix(now.Load(), 0) }))
+	tr := startReceiver(t, cfg, WithHooks(hc.hooks()), withClock(func() time.Time { return time.Unix(now.Load(), 0) }))
 
 	for _, f := range fx {
 		// With the real clock these tokens have long expired.

@@ -18,7 +18,7 @@ func (p *processor) runHooks(ctx context.Context, key, id string, ev *livekit.We
 	if len(pending) == 0 {
 		return nil
 	}
-	view := rec.State.Session()
+	view := sessionOf(rec.State.Session())
 	var done hookNames
 	var firstErr error
 	for _, name := range pending {

@@ -54,64 +54,6 @@ type Hooks struct {
 	OnError func(ctx context.Context, ev *livekit.WebhookEvent, err error)
 }
 
-// ComposeHooks merges several Hooks into one: for each field the non-nil
-// functions run in order and the first error stops the chain. The result is
-// unnamed (Names are not merged). Prefer passing several Hooks to WithHooks
-// when each should be retried on its own.
-func ComposeHooks(hooks ...Hooks) Hooks {
-	var out Hooks
-	for _, slot := range eventSlots {
-		var fns []EventHook
-		for i := range hooks {
-			if f := *slot.field(&hooks[i]); f != nil {
-				fns = append(fns, f)
-			}
-		}
-		if len(fns) > 0 {
-			*slot.field(&out) = chainEventHooks(fns)
-		}
-	}
-	var ended []func(context.Context, Report) error
-	var onErr []func(context.Context, *livekit.WebhookEvent, error)
-	for _, h := range hooks {
-		if h.OnSessionEnded != nil {
-			ended = append(ended, h.OnSessionEnded)
-		}
-		if h.OnError != nil {
-			onErr = append(onErr, h.OnError)
-		}
-	}
-	if len(ended) > 0 {
-		out.OnSessionEnded = func(ctx context.Context, r Report) error {
-			for _, f := range ended {
-				if err := f(ctx, r); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-	}
-	if len(onErr) > 0 {
-		out.OnError = func(ctx context.Context, ev *livekit.WebhookEvent, err error) {
-			for _, f := range onErr {
-				f(ctx, ev, err)
-			}
-		}
-	}
-	return out
-}
-
-func chainEventHooks(fns []EventHook) EventHook {
-	return func(ctx context.Context, ev *livekit.WebhookEvent, s Session) error {
-		for _, f := range fns {
-			if err := f(ctx, ev, s); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-}
-
 // eventSlot names one EventHook field and the events that trigger it.
 type eventSlot struct {
 	name  string

@@ -24,7 +24,6 @@ import (
 
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/lifecycle"
-	"github.com/beluga-ai-contrib/beluga-livekit/internal/verify"
 )
 
 // legacySignatureHeader is the header of the old third-party integration
@@ -37,7 +36,7 @@ var legacySignatureKey = http.CanonicalHeaderKey(legacySignatureHeader)
 
 // ContentType is the Content-Type LiveKit's notifier sends. Intake also
 // takes application/json, or no Content-Type at all.
-const ContentType = verify.ContentType
+const ContentType = "application/webhook+json"
 
 var decodeOpts = protojson.UnmarshalOptions{DiscardUnknown: true}
 

@@ -178,7 +178,7 @@ func TestEventLabelBounded(t *testing.T) {
 // the dev key devkey/secret works.
 func TestShortSecretRefusedOutsideDev(t *testing.T) {
 	const short = "short-secret-31-characters-long" // 31
-	if len(short) != MinSecretLength-1 {
+	if len(short) != minSecretLength-1 {
 		t.Fatalf("test secret has %d characters", len(short))
 	}
 	for name, mut := range map[string]func(*Config){

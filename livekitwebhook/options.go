@@ -68,9 +68,9 @@ func WithPropagator(p propagation.TextMapPropagator) Option {
 	return func(o *options) { o.propagator = p }
 }
 
-// WithClock replaces time.Now for token verification (replaying captured
-// requests in tests).
-func WithClock(now func() time.Time) Option { return func(o *options) { o.clock = now } }
+// withClock replaces time.Now for token verification (tests replaying
+// captured requests).
+func withClock(now func() time.Time) Option { return func(o *options) { o.clock = now } }
 
 // WithRefusalHandler is called for every refused request with its typed
 // error (use errors.Is with the Err* values).

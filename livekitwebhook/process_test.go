@@ -246,7 +246,7 @@ func TestExpiredSession(t *testing.T) {
 	t0 := time.Now().Unix()
 	postEvent(t, tr.url, participantEvent("EV_exp0000001", "participant_joined", "lost", "RM_exp", "PA_1", "bob", livekit.ParticipantInfo_STANDARD, t0, t0))
 	eventually(t, 15*time.Second, "expired report", func() bool { return len(hc.ended()) == 1 })
-	if r := hc.ended()[0]; r.Disposition != DispositionExpired || r.EndedAt == nil {
+	if r := hc.ended()[0]; r.Disposition != DispositionExpired || r.EndedAt.IsZero() {
 		t.Fatalf("expired report %+v", r)
 	}
 	// The participant never left: closing the session releases it from the

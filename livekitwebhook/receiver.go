@@ -242,9 +242,6 @@ func (r *Receiver) Stop(ctx context.Context) error {
 	return eng.Close()
 }
 
-// Close is Stop with a background context.
-func (r *Receiver) Close() error { return r.Stop(context.Background()) }
-
 // Health reports whether the engine is connected.
 func (r *Receiver) Health() core.HealthStatus {
 	eng := r.engine()
@@ -281,7 +278,11 @@ func (r *Receiver) engine() *engine.Engine {
 	return r.eng
 }
 
-// Engine exposes the engine for the CLI and tests of this module.
+// Engine is not part of the API: it serves this module's own CLI (bench)
+// and tests, returns a type of an internal package that other modules
+// cannot use, and is to be replaced.
+//
+// Deprecated: internal to this module; do not use.
 func (r *Receiver) Engine() *engine.Engine { return r.engine() }
 
 // Backlog is what the engine holds that is accepted but not done: journal

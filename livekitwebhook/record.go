@@ -28,8 +28,8 @@ type roomRecord struct {
 	FinalizeDueMs int64 `json:"due,omitempty"`
 	// Reported is set, by exactly one compare-and-set, when the final report
 	// was fixed; Report holds it.
-	Reported bool    `json:"rep,omitempty"`
-	Report   *Report `json:"report,omitempty"`
+	Reported bool               `json:"rep,omitempty"`
+	Report   *lifecycle.Session `json:"report,omitempty"`
 	// EndedPending are the OnSessionEnded hooks not yet succeeded; Delivered
 	// is set once the report is stored, published and handed to them.
 	EndedPending hookNames `json:"ep,omitempty"`

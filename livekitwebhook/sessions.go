@@ -21,7 +21,7 @@ func (r *Receiver) ActiveSessions(ctx context.Context) ([]Session, error) {
 	out := []Session{}
 	err := rooms{eng.Rooms}.each(ctx, func(rec *roomRecord) error {
 		if !rec.Reported {
-			out = append(out, rec.State.Session())
+			out = append(out, sessionOf(rec.State.Session()))
 		}
 		return nil
 	})
@@ -73,7 +73,7 @@ func (r *Receiver) EndedSessions(ctx context.Context, limit int) ([]Report, erro
 }
 
 func endUnix(r Report) int64 {
-	if r.EndedAt == nil {
+	if r.EndedAt.IsZero() {
 		return 0
 	}
 	return r.EndedAt.UnixNano()
@@ -111,7 +111,7 @@ func (r *Receiver) SessionByRoomSID(ctx context.Context, sid string) (Session, b
 		return Session{}, false, err
 	}
 	if rec.Reported && rec.Report != nil {
-		return *rec.Report, true, nil
+		return sessionOf(*rec.Report), true, nil
 	}
-	return rec.State.Session(), true, nil
+	return sessionOf(rec.State.Session()), true, nil
 }

@@ -22,18 +22,20 @@ import (
 // cannot be registered twice, so the decorator has its own name.
 const TransportName = "livekit-webhook"
 
-// Keys of transport.Config.Extra read by the "livekit-webhook" transport.
+// ExtraRoomSID is the key of transport.Config.Extra that optionally pins the
+// room sid: if the receiver has already processed room_finished of that
+// sid, the transport starts closed.
+const ExtraRoomSID = "room_sid"
+
+// Keys of transport.Config.Extra that TransportConfig fills.
 const (
-	// ExtraReceiver holds the *Receiver whose session tracking the transport
-	// binds to. It is the only way the provider finds a receiver: there is
-	// no global one. TransportConfig fills it.
-	ExtraReceiver = "livekitwebhook.receiver"
-	// ExtraRoom is the LiveKit room name (the key Beluga's "livekit"
-	// transport reads too). Required.
-	ExtraRoom = "room"
-	// ExtraRoomSID optionally pins the room sid: if the receiver has already
-	// processed room_finished of that sid, the transport starts closed.
-	ExtraRoomSID = "room_sid"
+	// extraReceiver holds the *Receiver whose session tracking the transport
+	// binds to: the only way the provider finds a receiver, there is no
+	// global one.
+	extraReceiver = "livekitwebhook.receiver"
+	// extraRoom is the LiveKit room name (the key Beluga's "livekit"
+	// transport reads too).
+	extraRoom = "room"
 )
 
 // ErrTransportClosed is the cause of the error Send and AudioOut writes
@@ -42,7 +44,7 @@ var ErrTransportClosed = errors.New("livekitwebhook: transport closed")
 
 func init() {
 	transport.Register(TransportName, func(cfg transport.Config) (transport.AudioTransport, error) {
-		return NewTransport(cfg)
+		return newTransport(cfg)
 	})
 }
 
@@ -55,8 +57,8 @@ func TransportConfig(r *Receiver, room string, base transport.Config) transport.
 	for k, v := range base.Extra {
 		extra[k] = v
 	}
-	extra[ExtraReceiver] = r
-	extra[ExtraRoom] = room
+	extra[extraReceiver] = r
+	extra[extraRoom] = room
 	base.Extra = extra
 	return base
 }
@@ -70,6 +72,9 @@ func TransportConfig(r *Receiver, room string, base transport.Config) transport.
 // room_finished processed earlier is only taken into account with
 // ExtraRoomSID (room names are often reused). Close unbinds it from the
 // receiver. It is safe for concurrent use.
+//
+// Get one with transport.New(TransportName, TransportConfig(recv, room,
+// cfg)); the transport.AudioTransport it returns is a *Transport.
 type Transport struct {
 	inner transport.AudioTransport
 	recv  *Receiver
@@ -86,25 +91,25 @@ type Transport struct {
 
 var _ transport.AudioTransport = (*Transport)(nil)
 
-// NewTransport is the factory registered as TransportName. cfg.Extra must
-// hold the receiver under ExtraReceiver (see TransportConfig) and the room
-// name under ExtraRoom; the receiver must be started. The rest of cfg goes
+// newTransport is the factory registered as TransportName. cfg.Extra must
+// hold the receiver under extraReceiver (see TransportConfig) and the room
+// name under extraRoom; the receiver must be started. The rest of cfg goes
 // to Beluga's livekit.New (URL and Token are required there).
-func NewTransport(cfg transport.Config) (*Transport, error) {
+func newTransport(cfg transport.Config) (*Transport, error) {
 	const op = "livekitwebhook.transport.new"
-	raw, present := cfg.Extra[ExtraReceiver]
+	raw, present := cfg.Extra[extraReceiver]
 	r, _ := raw.(*Receiver)
 	if r == nil {
-		msg := fmt.Sprintf("transport %q needs the receiver in Config.Extra[%q] (use livekitwebhook.TransportConfig)", TransportName, ExtraReceiver)
+		msg := fmt.Sprintf("transport %q needs the receiver in Config.Extra[%q] (use livekitwebhook.TransportConfig)", TransportName, extraReceiver)
 		if present {
-			msg = fmt.Sprintf("transport %q: Config.Extra[%q] holds %T, want a non-nil *livekitwebhook.Receiver", TransportName, ExtraReceiver, raw)
+			msg = fmt.Sprintf("transport %q: Config.Extra[%q] holds %T, want a non-nil *livekitwebhook.Receiver", TransportName, extraReceiver, raw)
 		}
 		return nil, core.NewError(op, core.ErrInvalidInput, msg, nil)
 	}
-	room, _ := cfg.Extra[ExtraRoom].(string)
+	room, _ := cfg.Extra[extraRoom].(string)
 	if room == "" {
 		return nil, core.NewError(op, core.ErrInvalidInput,
-			fmt.Sprintf("transport %q needs the room name in Config.Extra[%q]", TransportName, ExtraRoom), nil)
+			fmt.Sprintf("transport %q needs the room name in Config.Extra[%q]", TransportName, extraRoom), nil)
 	}
 	inner, err := livekit.New(cfg)
 	if err != nil {

@@ -44,7 +44,7 @@ func TestTransportConfig(t *testing.T) {
 	r := &Receiver{}
 	base := transport.Config{URL: "u", Token: "k", SampleRate: 48000, Extra: map[string]any{"x": 1}}
 	cfg := TransportConfig(r, "room-a", base)
-	if cfg.Extra[ExtraReceiver] != r || cfg.Extra[ExtraRoom] != "room-a" || cfg.Extra["x"] != 1 {
+	if cfg.Extra[extraReceiver] != r || cfg.Extra[extraRoom] != "room-a" || cfg.Extra["x"] != 1 {
 		t.Fatalf("Extra = %v", cfg.Extra)
 	}
 	if cfg.URL != "u" || cfg.Token != "k" || cfg.SampleRate != 48000 {
@@ -70,7 +70,7 @@ func TestTransportFactoryErrors(t *testing.T) {
 		{"no receiver", transport.Config{URL: "u", Token: "k", Extra: map[string]any{"room": "r"}},
 			core.ErrInvalidInput, `Extra["livekitwebhook.receiver"]`},
 		{"nil extra", transport.Config{URL: "u", Token: "k"}, core.ErrInvalidInput, "TransportConfig"},
-		{"wrong receiver type", transport.Config{URL: "u", Token: "k", Extra: map[string]any{ExtraReceiver: "x", "room": "r"}},
+		{"wrong receiver type", transport.Config{URL: "u", Token: "k", Extra: map[string]any{extraReceiver: "x", "room": "r"}},
 			core.ErrInvalidInput, "holds string"},
 		{"nil receiver", TransportConfig(nil, "r", lkBase), core.ErrInvalidInput, "holds *livekitwebhook.Receiver"},
 		{"no room", TransportConfig(started.Receiver, "", lkBase), core.ErrInvalidInput, `Extra["room"]`},
