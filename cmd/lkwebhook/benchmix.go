@@ -297,10 +297,10 @@ func mixRoundOf(ctx context.Context, cfg mixConfig, exe string, s mixServer, run
 	st.roundStats, err = gen.send()
 	var after map[string]streamState
 	if err == nil && s.recv != nil {
-		var applied pipelineMark
-		applied, after, err = waitPipeline(ctx, cfg.Progress, s.recv, before, uint64(rooms))
-		st.AppliedSeconds, st.DrainSeconds = applied.after.Seconds(), applied.done.Seconds()
-		st.CPUAppliedSeconds = (applied.cpu - cpu0).Seconds()
+		var mark pipelineMark
+		mark, after, err = waitPipeline(ctx, cfg.Progress, s.recv, before, uint64(rooms))
+		st.AppliedSeconds, st.DrainSeconds = mark.applied.Seconds(), mark.done.Seconds()
+		st.CPUAppliedSeconds = (mark.cpu - cpu0).Seconds()
 	}
 	st.CPUSeconds = (processCPU() - cpu0).Seconds()
 	stopProfile()
@@ -364,11 +364,11 @@ func streamStates(ctx context.Context, recv *livekitwebhook.Receiver) (map[strin
 	return out, nil
 }
 
-// pipelineMark is when, after the last answer, the target's backlog first
-// was 0 (after, and this process's CPU then) and when it was done.
+// pipelineMark is when, after the last answer, the target's backlog was
+// first 0 (applied, with this process's CPU then) and when it was done.
 type pipelineMark struct {
-	after, done time.Duration
-	cpu         time.Duration
+	applied, done time.Duration
+	cpu           time.Duration
 }
 
 // waitPipeline waits until the receiver has applied everything it accepted
@@ -386,8 +386,8 @@ func waitPipeline(ctx context.Context, progress io.Writer, recv *livekitwebhook.
 	for {
 		journal, events, err := recv.Backlog(ctx)
 		applied := err == nil && journal == 0 && events == 0
-		if applied && mark.after == 0 {
-			mark.after, mark.cpu = time.Since(start), processCPU()
+		if applied && mark.applied == 0 {
+			mark.applied, mark.cpu = time.Since(start), processCPU()
 		}
 		var states map[string]streamState
 		if applied || time.Since(lastSay) >= 10*time.Second {

@@ -4,7 +4,7 @@
 //	lkwebhook send    build, sign (exactly as LiveKit does) and post one event
 //	lkwebhook verify  explain why a captured request does or does not verify
 //	lkwebhook dlq     list and replay dead letters
-//	lkwebhook bench   measure intake against a bare LiveKit handler
+//	lkwebhook bench   measure intake (or the whole pipeline: -mix calls) against a bare LiveKit handler
 package main
 
 import (
@@ -27,7 +27,7 @@ func commands() []command {
 		{"send", "sign and post one webhook event", runSend},
 		{"verify", "explain whether a captured request verifies", runVerify},
 		{"dlq", "list (dlq list) or replay (dlq replay) dead letters", runDLQ},
-		{"bench", "measure intake throughput against a bare LiveKit handler", runBench},
+		{"bench", "measure intake (or the whole pipeline: -mix calls) against a bare LiveKit handler", runBench},
 	}
 }
 
