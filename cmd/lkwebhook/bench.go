@@ -49,8 +49,9 @@ participant_left and room_finished, in order and one at a time per room,
 -c rooms at a time, from a child process. It reports this process's CPU
 per event (the in-process receiver until its backlog is 0 and every
 room's report is out; the bare handler until its last answer), the
-receiver's durable writes per event by stream and bucket, and a final
-line "ratio cpu bare/pipeline=X.XX".
+receiver's durable writes per event by stream and bucket, and the ratios
+"ratio until backlog 0 … cpu bare/pipeline=X.XX" and, last, "ratio until
+every report is out cpu bare/pipeline=X.XX".
 
 Flags:
 `
