@@ -30,6 +30,7 @@ import (
 )
 
 const benchUsage = `usage: lkwebhook bench [--url URL] [-n 20000] [-c 32] [--baseline] [--json]
+       lkwebhook bench -mix calls [-rooms 2000] [-c 32] [-grace 1s] [-hook] [--json]
 
 Posts n correctly signed, unique room_started events with c concurrent
 workers over keep-alive connections and reports req/s, p50/p90/p99 latency
@@ -41,6 +42,16 @@ webhook.ReceiveWebhookEvent that stores nothing. With --url it measures that
 receiver, and with --baseline it compares it to the in-process baseline.
 Baseline and target run alternately; the medians are compared in a final
 line "ratio throughput=X.XX p99=Y.YY" (target/baseline).
+
+With -mix calls it measures the whole pipeline instead: per room
+room_started, two participant_joined, two track_published, two
+participant_left and room_finished, in order and one at a time per room,
+-c rooms at a time, from a child process. It reports this process's CPU
+per event (the in-process receiver until its backlog is 0 and every
+room's report is out; the bare handler until its last answer), the
+receiver's durable writes per event by stream and bucket, and the ratios
+"ratio until backlog 0 … cpu bare/pipeline=X.XX" and, last, "ratio until
+every report is out cpu bare/pipeline=X.XX".
 
 Flags:
 `
@@ -63,6 +74,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	apiKey := fs.String("api-key", "", "API key to sign with (as for send)")
 	apiSecret := fs.String("api-secret", "", "API secret to sign with")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	mix := fs.String("mix", "", "`calls`: measure the whole pipeline on a call mix (see above)")
+	var mixCfg mixConfig
+	addMixFlags(fs, &mixCfg)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return 2
@@ -74,6 +88,19 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if cfg.Key, cfg.Secret, err = signingKey(*apiKey, *apiSecret, stderr); err != nil {
 		fmt.Fprintln(stderr, "lkwebhook bench:", err)
 		return 2
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *mix != "" {
+		mixCfg.C, mixCfg.Rounds, mixCfg.Key, mixCfg.Secret = cfg.C, cfg.Rounds, cfg.Key, cfg.Secret
+		mixCfg.Timeout, mixCfg.CPUProfile = cfg.Timeout, cfg.CPUProfile
+		return runMixCommand(ctx, *mix, mixCfg, set, *asJSON, stdout, stderr)
+	}
+	for _, f := range []string{"rooms", "grace", "hook"} {
+		if set[f] {
+			fmt.Fprintf(stderr, "lkwebhook bench: -%s needs -mix calls\n", f)
+			return 2
+		}
 	}
 	if !*asJSON {
 		cfg.Progress = stdout
@@ -188,7 +215,7 @@ func runBenchmark(ctx context.Context, cfg benchConfig) (*benchResult, error) {
 	// journalSeq counts the in-process receiver's durable writes so far.
 	journalSeq := func(context.Context) uint64 { return 0 }
 	if cfg.URL == "" {
-		url, recv, stop, err := startBenchReceiver(ctx, cfg.Key, cfg.Secret)
+		url, recv, stop, err := startBenchReceiver(ctx, livekitwebhook.Config{APIKey: cfg.Key, APISecret: cfg.Secret})
 		if err != nil {
 			return nil, fmt.Errorf("in-process receiver: %w", err)
 		}
@@ -211,12 +238,8 @@ func runBenchmark(ctx context.Context, cfg benchConfig) (*benchResult, error) {
 		baselineURL = url
 	}
 
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = cfg.C
-	tr.MaxIdleConns = 4 * cfg.C
-	tr.DisableCompression = true
-	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-	defer tr.CloseIdleConnections()
+	client := newBenchClient(cfg.C)
+	defer client.CloseIdleConnections()
 
 	gen := newBenchEvents(cfg.Key, cfg.Secret)
 	fmt.Fprintf(progress, "bench: n=%d c=%d rounds=%d GOMAXPROCS=%d\n  target   %s\n", cfg.N, cfg.C, cfg.Rounds, runtime.GOMAXPROCS(0), targetDesc)
@@ -235,7 +258,7 @@ func runBenchmark(ctx context.Context, cfg benchConfig) (*benchResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		if st := loadRound(ctx, client, s.url, reqs, cfg.C); st.OK == 0 {
+		if st := loadRound(ctx, client, s.url, singles(reqs), cfg.C); st.OK == 0 {
 			return res, fmt.Errorf("%s %s: warm-up failed: %s", s.name, s.url, st.FirstError)
 		}
 	}
@@ -254,7 +277,7 @@ func runBenchmark(ctx context.Context, cfg benchConfig) (*benchResult, error) {
 				return res, err
 			}
 			seq := journalSeq(ctx)
-			st := loadRound(ctx, client, s.url, reqs, cfg.C)
+			st := loadRound(ctx, client, s.url, singles(reqs), cfg.C)
 			stopProfile()
 			st.Server, st.Round = s.name, round
 			if s.name == "target" && ctx.Err() == nil {
@@ -364,11 +387,37 @@ func (g *benchEvents) make(n int) ([]benchRequest, error) {
 	return out, nil
 }
 
-// loadRound posts reqs with c workers and measures them. Unsent requests
-// (the context ended) count as errors.
-func loadRound(ctx context.Context, client *http.Client, url string, reqs []benchRequest, c int) roundStats {
-	lat := make([]time.Duration, len(reqs))
-	codes := make([]int, len(reqs)) // -1 unsent, 0 transport error, else status
+// newBenchClient keeps c connections alive to one host.
+func newBenchClient(c int) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = c
+	tr.MaxIdleConns = 4 * c
+	tr.DisableCompression = true
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+// singles makes each request a group of its own.
+func singles(reqs []benchRequest) [][]benchRequest {
+	out := make([][]benchRequest, len(reqs))
+	for i := range reqs {
+		out[i] = reqs[i : i+1]
+	}
+	return out
+}
+
+// loadRound posts groups of requests with c workers and measures them. A
+// group's requests go in order, one at a time, as LiveKit sends one room's
+// events; groups run concurrently. Unsent requests (the context ended)
+// count as errors.
+func loadRound(ctx context.Context, client *http.Client, url string, groups [][]benchRequest, c int) roundStats {
+	first := make([]int, len(groups)) // index of each group's first request
+	total := 0
+	for i, g := range groups {
+		first[i] = total
+		total += len(g)
+	}
+	lat := make([]time.Duration, total)
+	codes := make([]int, total) // -1 unsent, 0 transport error, else status
 	for i := range codes {
 		codes[i] = -1
 	}
@@ -382,16 +431,22 @@ func loadRound(ctx context.Context, client *http.Client, url string, reqs []benc
 	for range c {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				i := int(next.Add(1)) - 1
-				if i >= len(reqs) {
+				gi := int(next.Add(1)) - 1
+				if gi >= len(groups) {
 					return
 				}
-				t0 := time.Now()
-				code, err := postSigned(ctx, client, url, reqs[i])
-				lat[i] = time.Since(t0)
-				codes[i] = code
-				if err != nil {
-					errOnce.Do(func() { firstErr = err.Error() })
+				for j, r := range groups[gi] {
+					if ctx.Err() != nil {
+						return
+					}
+					i := first[gi] + j
+					t0 := time.Now()
+					code, err := postSigned(ctx, client, url, r)
+					lat[i] = time.Since(t0)
+					codes[i] = code
+					if err != nil {
+						errOnce.Do(func() { firstErr = err.Error() })
+					}
 				}
 			}
 		})
@@ -400,7 +455,7 @@ func loadRound(ctx context.Context, client *http.Client, url string, reqs []benc
 	elapsed := time.Since(start)
 
 	st := roundStats{Status: map[string]int{}, Seconds: elapsed.Seconds(), FirstError: firstErr}
-	done := make([]time.Duration, 0, len(reqs))
+	done := make([]time.Duration, 0, total)
 	for i, code := range codes {
 		switch {
 		case code < 0:
@@ -524,8 +579,9 @@ func startBaseline(key, secret string) (string, func(), error) {
 }
 
 // startBenchReceiver runs a full receiver with an embedded engine in a
-// temporary directory, served by net/http on loopback.
-func startBenchReceiver(ctx context.Context, key, secret string) (string, *livekitwebhook.Receiver, func(), error) {
+// temporary directory (cfg's key and tuning, opts after a quiet logger),
+// served by net/http on loopback.
+func startBenchReceiver(ctx context.Context, cfg livekitwebhook.Config, opts ...livekitwebhook.Option) (string, *livekitwebhook.Receiver, func(), error) {
 	dir, err := os.MkdirTemp("", "lkwebhook-bench-")
 	if err != nil {
 		return "", nil, nil, err
@@ -533,8 +589,8 @@ func startBenchReceiver(ctx context.Context, key, secret string) (string, *livek
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	// Dev: the default key is the dev key devkey/secret; the target is a
 	// throwaway on loopback.
-	recv, err := livekitwebhook.New(livekitwebhook.Config{APIKey: key, APISecret: secret, DataDir: dir, Dev: true},
-		livekitwebhook.WithLogger(quiet))
+	cfg.DataDir, cfg.Dev = dir, true
+	recv, err := livekitwebhook.New(cfg, append([]livekitwebhook.Option{livekitwebhook.WithLogger(quiet)}, opts...)...)
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return "", nil, nil, err

@@ -4,7 +4,7 @@
 //	lkwebhook send    build, sign (exactly as LiveKit does) and post one event
 //	lkwebhook verify  explain why a captured request does or does not verify
 //	lkwebhook dlq     list and replay dead letters
-//	lkwebhook bench   measure intake against a bare LiveKit handler
+//	lkwebhook bench   measure intake (or the whole pipeline: -mix calls) against a bare LiveKit handler
 package main
 
 import (
@@ -27,7 +27,7 @@ func commands() []command {
 		{"send", "sign and post one webhook event", runSend},
 		{"verify", "explain whether a captured request verifies", runVerify},
 		{"dlq", "list (dlq list) or replay (dlq replay) dead letters", runDLQ},
-		{"bench", "measure intake throughput against a bare LiveKit handler", runBench},
+		{"bench", "measure intake (or the whole pipeline: -mix calls) against a bare LiveKit handler", runBench},
 	}
 }
 
@@ -42,6 +42,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr)
 		return 2
+	}
+	if args[0] == mixLoadCommand { // bench -mix's child, not for users
+		return runMixLoad(ctx, args[1:], stdout, stderr)
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
