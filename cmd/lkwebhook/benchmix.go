@@ -23,7 +23,7 @@ import (
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
-	"github.com/beluga-ai-contrib/beluga-livekit/internal/verify"
+	"github.com/beluga-ai-contrib/beluga-livekit/livekitwebhook/livekitwebhooktest"
 	"github.com/beluga-ai-contrib/beluga-livekit/livekitwebhook"
 )
 
@@ -562,12 +562,12 @@ func mixRequests(key, secret, run string, rooms int, now time.Time) ([][]benchRe
 			if err != nil {
 				return nil, err
 			}
-			body, err := verify.Marshal(ev)
+			body, err := livekitwebhooktest.Marshal(ev)
 			if err != nil {
 				return nil, err
 			}
 			// Longer than LiveKit's 5 minutes: a slow round must not expire.
-			token, err := verify.Sign(key, secret, body, 15*time.Minute)
+			token, err := livekitwebhooktest.Signer{Key: key, Secret: secret, ValidFor: 15 * time.Minute}.Sign(body)
 			if err != nil {
 				return nil, err
 			}
