@@ -23,8 +23,8 @@ import (
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
-	"github.com/beluga-ai-contrib/beluga-livekit/livekitwebhook/livekitwebhooktest"
 	"github.com/beluga-ai-contrib/beluga-livekit/livekitwebhook"
+	"github.com/beluga-ai-contrib/beluga-livekit/livekitwebhook/livekitwebhooktest"
 )
 
 // The call mix: what LiveKit sends for one short call with a caller and an
