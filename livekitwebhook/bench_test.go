@@ -122,7 +122,7 @@ func waitFutures(b testing.TB, fs []jetstream.PubAckFuture) {
 func waitDrained(b testing.TB, eng *engine.Engine, name string) {
 	b.Helper()
 	ctx := context.Background()
-	c, err := eng.Events.Consumer(ctx, name)
+	c, err := testStream(b, eng, engine.StreamEvents).Consumer(ctx, name)
 	if err != nil {
 		b.Fatal(err)
 	}

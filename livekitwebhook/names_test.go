@@ -152,7 +152,7 @@ func TestSessionFoundByLegacyKey(t *testing.T) {
 	if !ok || engine.Key(id) == legacy {
 		t.Fatalf("no legacy key for a %d-byte id", len(id))
 	}
-	if _, err := tr.Engine().Names.Put(context.Background(), "session."+legacy, []byte("RM_legacy-room")); err != nil {
+	if _, err := testKV(t, tr.Engine(), engine.BucketNames).Put(context.Background(), "session."+legacy, []byte("RM_legacy-room")); err != nil {
 		t.Fatal(err)
 	}
 	s, ok, err := tr.SessionByID(context.Background(), id)

@@ -9,8 +9,12 @@
 // moves each event into the events stream, where its id deduplicates it
 // across replicas and restarts.
 //
-// It owns the names and shapes of every stream, KV bucket and consumer, so
-// the rest of the module never spells a subject by hand:
+// It is the module's store layer: the only code that imports nats.go or
+// spells a subject or header. The rest of the module goes through typed
+// repositories (Engine.Rooms with compare-and-set, Names, Beluga, Tasks,
+// Reports, DeadLetters, Events), the journal (Accept, StartDistributor),
+// and reads deliveries as Msg (an internal/pipeline.Message). Its streams,
+// buckets and consumers:
 //
 //	LKWH_INTAKE   lkwh.intake             the journal: envelopes of accepted webhooks (work queue)
 //	LKWH_EVENTS   lkwh.events.<room>.<event>  accepted webhooks, deduplicated by event id
