@@ -485,8 +485,12 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 			return err
 		}
 	}
-	if ev.Event == "room_finished" && justApplied {
-		p.eng.NotifyFinished(rec.State.RoomName, sid)
+	if ev.Event == "room_finished" && rec.State.Finished() && rec.State.RoomName != "" {
+		// Durable, and before the ack: a redelivery after a crash writes
+		// it again (see WatchRoomFinished).
+		if err := p.eng.Names.MarkFinished(ctx, rec.State.RoomName, sid); err != nil {
+			return err
+		}
 	}
 	return p.runHooks(ctx, key, id, ev, rec, cache)
 }

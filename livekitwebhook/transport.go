@@ -110,7 +110,7 @@ func NewTransport(cfg transport.Config) (*Transport, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	// Subscribe before looking at the stored state, so a room_finished
 	// processed in between is not missed.
-	fired, err := r.WatchRoomFinished(ctx, room)
+	fired, err := r.watchFinished(ctx, room, true)
 	if err != nil {
 		cancel()
 		_ = inner.Close()

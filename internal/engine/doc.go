@@ -22,7 +22,8 @@
 //	LKWH_REPORTS  lkwh.reports.<session>  final session reports for downstream consumers
 //	LKWH_DLQ      lkwh.dlq.<event>        dead letters, with their last error
 //	KV lkwh_rooms    room sid -> lifecycle state (compare-and-set)
-//	KV lkwh_names    room name -> current room sid
+//	KV lkwh_names    room name -> current room sid, session id -> room sid,
+//	                 room name -> room sid whose room_finished was processed (watched)
 //	KV lkwh_reports  room sid -> final report
 //	KV lkwh_beluga   backend session id -> Beluga session id
 package engine

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -130,50 +129,56 @@ func (ts *Tasks) Consume(ctx context.Context, o ConsumeOptions, f func(*Msg)) (C
 	return cons.Consume(func(m jetstream.Msg) { f(newMsg(m)) }, jetstream.PullMaxMessages(o.Fetch), o.errHandler())
 }
 
-// finishedSubject carries "room_finished was processed" notices (core NATS,
-// not stored): any replica's processor reaches watchers on every replica.
-func finishedSubject(roomName string) string {
-	return "lkwh.notify.finished." + Token(roomName)
+// MarkFinished records, durably, that room_finished of room sid sid was
+// processed under roomName: the signal WatchFinished reads. Written after
+// the room's state, and again on a redelivery, so a crash in between
+// leaves no finished room without its mark.
+func (n *Names) MarkFinished(ctx context.Context, roomName, sid string) error {
+	_, err := n.kv.Put(ctx, "finished."+Key(roomName), []byte(sid))
+	return err
 }
 
-const headerRoomName = "Lkwh-Room-Name"
-
-// NotifyFinished tells watchers of roomName that its room_finished (of
-// room sid sid) was processed.
-func (e *Engine) NotifyFinished(roomName, sid string) {
-	if roomName == "" {
-		return
-	}
-	msg := nats.NewMsg(finishedSubject(roomName))
-	msg.Header.Set(headerRoomName, roomName)
-	msg.Data = []byte(sid)
-	_ = e.nc.PublishMsg(msg)
+// Finished is one value of a room name's finished mark: the room sid whose
+// room_finished was processed. Current marks the value stored when the
+// watch began (a room_finished processed before it).
+type Finished struct {
+	SID     string
+	Current bool
 }
 
-// WatchFinished returns a channel that is closed once a room_finished of
-// roomName is notified (by any replica), or when ctx ends.
-func (e *Engine) WatchFinished(ctx context.Context, roomName string) (<-chan struct{}, error) {
-	done := make(chan struct{})
-	fired := make(chan struct{}, 1)
-	sub, err := e.nc.Subscribe(finishedSubject(roomName), func(m *nats.Msg) {
-		// Token() can map different names to one subject: check the name.
-		if m.Header.Get(headerRoomName) == roomName {
-			select {
-			case fired <- struct{}{}:
-			default:
-			}
-		}
-	})
+// WatchFinished delivers the finished mark of roomName: its current value
+// first, if any, then every new one. The channel is closed when ctx ends
+// or the watch does (the connection was lost for good: watch again on the
+// next engine).
+func (n *Names) WatchFinished(ctx context.Context, roomName string) (<-chan Finished, error) {
+	w, err := n.kv.Watch(ctx, "finished."+Key(roomName), jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, err
 	}
+	out := make(chan Finished, 1)
 	go func() {
-		defer close(done)
-		defer func() { _ = sub.Unsubscribe() }()
-		select {
-		case <-fired:
-		case <-ctx.Done():
+		defer close(out)
+		defer func() { _ = w.Stop() }()
+		current := true
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil { // the current values are delivered
+					current = false
+					continue
+				}
+				select {
+				case out <- Finished{SID: string(e.Value()), Current: current}:
+				case <-ctx.Done():
+					return
+				}
+			}
 		}
 	}()
-	return done, nil
+	return out, nil
 }
