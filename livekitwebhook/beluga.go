@@ -8,7 +8,6 @@ import (
 
 	"github.com/livekit/protocol/livekit"
 	"github.com/lookatitude/beluga-ai/v2/core"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/lifecycle"
@@ -67,9 +66,11 @@ func (r *Receiver) correlate(ctx context.Context, s *lifecycle.State, ev *liveki
 func (r *Receiver) belugaSession(ctx context.Context, sessionID, roomName, roomSID string) (string, error) {
 	eng := r.engine()
 	svc := r.opts.sessions
-	if e, err := engine.Lookup(ctx, eng.Beluga, "", sessionID); err == nil {
-		id := string(e.Value())
-		if s, err := svc.Get(ctx, id); err == nil {
+	if e, ok, err := eng.Beluga.Get(ctx, sessionID); err != nil {
+		return "", err
+	} else if ok {
+		if s, err := svc.Get(ctx, e.ID); err == nil {
+			id := e.ID
 			return id, r.tagBelugaSession(ctx, s.ID, roomName, roomSID, sessionID)
 		}
 		// The mapped session is gone (an in-memory service restarted):
@@ -78,21 +79,19 @@ func (r *Receiver) belugaSession(ctx context.Context, sessionID, roomName, roomS
 		if err != nil {
 			return "", err
 		}
-		if _, err := eng.Beluga.Update(ctx, e.Key(), []byte(sess.ID), e.Revision()); err != nil {
+		if err := eng.Beluga.Move(ctx, e, sess.ID); err != nil {
 			_ = svc.Delete(ctx, sess.ID)
 			return "", err
 		}
 		return sess.ID, r.tagBelugaSession(ctx, sess.ID, roomName, roomSID, sessionID)
-	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return "", err
 	}
 	sess, err := svc.Create(ctx, r.cfg.BelugaAgentID)
 	if err != nil {
 		return "", err
 	}
-	if _, err := eng.Beluga.Create(ctx, engine.Key(sessionID), []byte(sess.ID)); err != nil {
+	if err := eng.Beluga.Create(ctx, sessionID, sess.ID); err != nil {
 		_ = svc.Delete(ctx, sess.ID)
-		if isConflict(err) {
+		if errors.Is(err, engine.ErrConflict) {
 			return r.belugaSession(ctx, sessionID, roomName, roomSID)
 		}
 		return "", err

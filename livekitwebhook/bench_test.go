@@ -89,9 +89,9 @@ func publish(b testing.TB, eng *engine.Engine, n int, mk func(i int) *livekit.We
 		body, _ := protojson.Marshal(ev)
 		msg := nats.NewMsg(engine.EventSubject(ev.Room.Name, ev.Event))
 		msg.Data = body
-		msg.Header.Set(headerEventID, ev.Id)
-		msg.Header.Set(headerRoomKey, ev.Room.Name)
-		msg.Header.Set(headerRoomSID, ev.Room.Sid)
+		msg.Header.Set(engine.HeaderEventID, ev.Id)
+		msg.Header.Set(engine.HeaderRoomKey, ev.Room.Name)
+		msg.Header.Set(engine.HeaderRoomSID, ev.Room.Sid)
 		msg.Header.Set(engine.HeaderEvent, ev.Event)
 		f, err := js.PublishMsgAsync(msg, jetstream.WithMsgID(ev.Id))
 		if err != nil {
@@ -122,7 +122,7 @@ func waitFutures(b testing.TB, fs []jetstream.PubAckFuture) {
 func waitDrained(b testing.TB, eng *engine.Engine, name string) {
 	b.Helper()
 	ctx := context.Background()
-	c, err := eng.Events.Consumer(ctx, name)
+	c, err := testStream(b, eng, engine.StreamEvents).Consumer(ctx, name)
 	if err != nil {
 		b.Fatal(err)
 	}

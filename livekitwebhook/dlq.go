@@ -2,16 +2,10 @@ package livekitwebhook
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/livekit/protocol/livekit"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
 )
@@ -32,19 +26,10 @@ type DeadLetter struct {
 // deadLetter stores msg, an event or a report task named name, in the DLQ
 // with its error, then acks it. If the DLQ write fails the message is
 // nak'ed: nothing is dropped silently.
-func (p *processor) deadLetter(ctx context.Context, msg jetstream.Msg, name string, ev *livekit.WebhookEvent, id string, cause error, attempt int) {
-	dl := engine.DeadLetterMsg(name, msg.Data(), msg.Headers(), cause, attempt)
-	if dl.Header.Get(headerEventID) == "" {
-		dl.Header.Set(headerEventID, id)
-	}
-	dedupe := "dlq/" + id
-	if md, err := msg.Metadata(); err == nil {
-		dl.Header.Set(engine.HeaderOrigSeq, strconv.FormatUint(md.Sequence.Stream, 10))
-		dedupe += "/" + strconv.FormatUint(md.Sequence.Stream, 10)
-	}
-	if _, err := p.eng.JetStream().PublishMsg(ctx, dl, jetstream.WithMsgID(dedupe)); err != nil {
+func (p *processor) deadLetter(ctx context.Context, msg *engine.Msg, name string, ev *livekit.WebhookEvent, id string, cause error, attempt int) {
+	if err := p.eng.DeadLetters.Put(ctx, msg, name, id, cause, attempt); err != nil {
 		p.r.log.Error("dead letter not stored, will retry", "event_id", id, "error", err.Error())
-		_ = msg.NakWithDelay(backoff(attempt))
+		_ = msg.Nak(backoff(attempt))
 		return
 	}
 	_ = msg.Ack()
@@ -72,55 +57,27 @@ func decodeOrNil(body []byte) *livekit.WebhookEvent {
 
 // DeadLetters lists the dead letters, oldest first, at most limit (0: all).
 func (r *Receiver) DeadLetters(ctx context.Context, limit int) ([]DeadLetter, error) {
+	eng := r.engine()
+	if eng == nil {
+		return nil, ErrEngineUnavailable
+	}
 	var out []DeadLetter
-	err := r.eachDeadLetter(ctx, func(m *jetstream.RawStreamMsg) bool {
-		out = append(out, deadLetterOf(m))
+	err := eng.DeadLetters.Each(ctx, func(dl engine.DeadLetter) bool {
+		out = append(out, deadLetterOf(dl))
 		return limit <= 0 || len(out) < limit
 	})
 	return out, err
 }
 
-// eachDeadLetter calls f with every stored dead letter, oldest first, until
-// f returns false.
-func (r *Receiver) eachDeadLetter(ctx context.Context, f func(*jetstream.RawStreamMsg) bool) error {
-	eng := r.engine()
-	if eng == nil {
-		return ErrEngineUnavailable
-	}
-	info, err := eng.DLQ.Info(ctx)
-	if err != nil {
-		return err
-	}
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && seq > 0; seq++ {
-		m, err := eng.DLQ.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue // replayed and deleted
-		}
-		if err != nil {
-			return err
-		}
-		if !f(m) {
-			return nil
-		}
-	}
-	return nil
-}
-
-func deadLetterOf(m *jetstream.RawStreamMsg) DeadLetter {
-	attempts, _ := strconv.Atoi(m.Header.Get(engine.HeaderAttempts))
-	return DeadLetter{
-		Seq:      m.Sequence,
-		EventID:  m.Header.Get(headerEventID),
-		Event:    m.Header.Get(engine.HeaderEvent),
-		Error:    m.Header.Get(engine.HeaderError),
-		Attempts: attempts,
-		At:       m.Time.UTC(),
-	}
+func deadLetterOf(dl engine.DeadLetter) DeadLetter {
+	return DeadLetter{Seq: dl.Seq, EventID: dl.EventID, Event: dl.Event, Error: dl.Error, Attempts: dl.Attempts, At: dl.At}
 }
 
 // Replay puts dead letters back into processing: the one with event id id,
 // or all of them when id is "". Hooks that already succeeded for an event
-// are not called again. It returns how many were replayed.
+// are not called again (the hooks it still owes are named in the room
+// record, so a replay calls those of them registered now). It returns how
+// many were replayed.
 func (r *Receiver) Replay(ctx context.Context, id string) (int, error) {
 	eng := r.engine()
 	if eng == nil {
@@ -128,12 +85,11 @@ func (r *Receiver) Replay(ctx context.Context, id string) (int, error) {
 	}
 	n := 0
 	var failed error
-	err := r.eachDeadLetter(ctx, func(m *jetstream.RawStreamMsg) bool {
-		dl := deadLetterOf(m)
+	err := eng.DeadLetters.Each(ctx, func(dl engine.DeadLetter) bool {
 		if id != "" && dl.EventID != id {
 			return true
 		}
-		if failed = r.replayOne(ctx, eng, m, dl); failed != nil {
+		if failed = eng.DeadLetters.Replay(ctx, dl, eventSessionReport); failed != nil {
 			return false
 		}
 		n++
@@ -149,39 +105,4 @@ func (r *Receiver) Replay(ctx context.Context, id string) (int, error) {
 		return 0, fmt.Errorf("no dead letter with event id %q", id)
 	}
 	return n, nil
-}
-
-// replayOne publishes a dead letter back onto its event subject (a report:
-// its task's), then removes it from the DLQ. The hooks it still owes are
-// named in the room record, so a replay calls those of them registered now.
-func (r *Receiver) replayOne(ctx context.Context, eng *engine.Engine, m *jetstream.RawStreamMsg, dl DeadLetter) error {
-	subject := engine.EventSubject(m.Header.Get(headerRoomKey), dl.Event)
-	if dl.Event == eventSessionReport {
-		var t task
-		if err := json.Unmarshal(m.Data, &t); err != nil {
-			return fmt.Errorf("dead letter %d: %w", dl.Seq, err)
-		}
-		subject = engine.TaskSubject(t.Kind, t.SID)
-	}
-	msg := nats.NewMsg(subject)
-	msg.Data = m.Data
-	for k, v := range m.Header {
-		switch k {
-		case engine.HeaderError, engine.HeaderAttempts, engine.HeaderOrigSeq:
-		default:
-			if !strings.HasPrefix(k, "Nats-") {
-				msg.Header[k] = v
-			}
-		}
-	}
-	// A fresh message id: the original id is still inside the dedupe
-	// window and would be dropped as a duplicate.
-	replayID := "replay/" + dl.EventID + "/" + strconv.FormatUint(dl.Seq, 10)
-	if _, err := eng.JetStream().PublishMsg(ctx, msg, jetstream.WithMsgID(replayID)); err != nil {
-		return err
-	}
-	if err := eng.DLQ.DeleteMsg(ctx, dl.Seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-		return err
-	}
-	return nil
 }

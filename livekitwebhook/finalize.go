@@ -9,8 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
@@ -31,15 +29,8 @@ const (
 // Hooks); Replay runs its task again.
 const eventSessionReport = "session_report"
 
-// task is a timer kept in JetStream: the finalizer naks it until it is due,
-// so it survives restarts and any replica may run it.
-type task struct {
-	Kind   string `json:"kind"`
-	Key    string `json:"key"`
-	SID    string `json:"sid"`
-	DueMs  int64  `json:"due_ms"`
-	Reason string `json:"reason,omitempty"` // why an expire task closes the session
-}
+// task is a timer kept in the store (engine.Task).
+type task = engine.Task
 
 // scheduleFinalize publishes the timer once per (kind, room).
 func (p *processor) scheduleFinalize(ctx context.Context, rec *roomRecord, kind string, dueMs int64) error {
@@ -52,25 +43,21 @@ func (p *processor) scheduleFinalize(ctx context.Context, rec *roomRecord, kind 
 // task, that of the room_finished processing span.
 func (p *processor) scheduleTask(ctx context.Context, rec *roomRecord, t task) error {
 	t.SID = rec.State.RoomSID
-	t.Key = engine.Key(t.SID)
-	msg := nats.NewMsg(engine.TaskSubject(t.Kind, t.SID))
-	msg.Data, _ = json.Marshal(t)
-	p.r.tel.propagator.Inject(ctx, propagation.HeaderCarrier(msg.Header))
-	_, err := p.eng.JetStream().PublishMsg(ctx, msg,
-		jetstream.WithMsgID(t.Kind+"/"+t.SID), jetstream.WithExpectStream(engine.StreamTasks))
-	return err
+	hdr := propagation.MapCarrier{}
+	p.r.tel.propagator.Inject(ctx, hdr)
+	return p.eng.Tasks.Schedule(ctx, t, hdr)
 }
 
 // handleTask runs a due timer: fixes the report with one compare-and-set,
 // then delivers it (idempotently) until every step succeeded.
-func (p *processor) handleTask(ctx context.Context, msg jetstream.Msg) {
+func (p *processor) handleTask(ctx context.Context, msg *engine.Msg) {
 	var t task
 	if err := json.Unmarshal(msg.Data(), &t); err != nil {
 		_ = msg.Term()
 		return
 	}
 	if wait := time.Until(time.UnixMilli(t.DueMs)); wait > 0 {
-		_ = msg.NakWithDelay(wait)
+		_ = msg.Nak(wait)
 		return
 	}
 	// The report span continues the trace of the processing span that
@@ -90,13 +77,10 @@ func (p *processor) handleTask(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	if errors.Is(err, errEventsPending) {
-		_ = msg.NakWithDelay(time.Second)
+		_ = msg.Nak(time.Second)
 		return
 	}
-	attempt := 1
-	if md, mdErr := msg.Metadata(); mdErr == nil {
-		attempt = int(md.NumDelivered)
-	}
+	attempt := msg.Attempt()
 	if errors.Is(err, ErrUnknownHook) {
 		// No retry makes a hook appear in this process; NumDelivered, which
 		// also counts "not due yet", is no attempt budget to wait with.
@@ -108,7 +92,7 @@ func (p *processor) handleTask(ctx context.Context, msg jetstream.Msg) {
 	p.r.log.Warn("session report failed, will retry", "room_sid", t.SID, "attempt", attempt, "error", err.Error())
 	// NumDelivered also counts the "not due yet" redeliveries, so the
 	// backoff is capped: finalizing again is idempotent and cheap.
-	_ = msg.NakWithDelay(min(backoff(attempt), 5*time.Second))
+	_ = msg.Nak(min(backoff(attempt), 5*time.Second))
 }
 
 // finalize makes and delivers t's report. cache carries the room record from
@@ -126,7 +110,7 @@ func (p *processor) finalize(ctx context.Context, t task, cache *recordCache) (e
 	}()
 	// The task's own key is not used: one written before keys were bounded
 	// may hold a legacy key of any length (see engine.Lookup).
-	if t.Key, err = engine.ResolveKey(ctx, p.eng.Rooms, "", t.SID); err != nil {
+	if t.Key, err = p.rooms.Key(ctx, t.SID); err != nil {
 		return err
 	}
 	if time.Since(time.UnixMilli(t.DueMs)) < maxFinalizeWait {
@@ -136,7 +120,7 @@ func (p *processor) finalize(ctx context.Context, t task, cache *recordCache) (e
 	}
 	var won bool
 	var closedActive int // participants an expiry closes (room_finished already did otherwise)
-	rec, err := p.rooms.update(ctx, t.Key, cache, func(cur *roomRecord) (*roomRecord, error) {
+	rec, err := p.rooms.Update(ctx, t.Key, cache, func(cur *roomRecord) (*roomRecord, error) {
 		won, closedActive = false, 0
 		if cur == nil || cur.Reported {
 			return nil, nil
@@ -201,37 +185,20 @@ func (p *processor) allApplied(ctx context.Context, t task, cache *recordCache) 
 	if err != nil {
 		return err
 	}
-	rec, rev, err := p.rooms.get(ctx, t.Key)
+	rec, rev, err := p.rooms.Get(ctx, t.Key)
 	if err != nil || rec == nil || rec.Reported {
 		return err
 	}
-	cache.put(t.Key, rec, rev)
-	for _, subject := range engine.RoomEventsSubjects(rec.State.RoomName) {
-		if err := p.appliedSince(ctx, t.SID, subject, floor, rec); err != nil {
-			return err
-		}
+	cache.Put(t.Key, rec, rev)
+	pending := false
+	err = p.eng.Events.EachOfRoomSince(ctx, rec.State.RoomName, t.SID, floor, func(id string) bool {
+		pending = !rec.State.Applied(id)
+		return !pending
+	})
+	if err == nil && pending {
+		err = errEventsPending
 	}
-	return nil
-}
-
-// appliedSince checks the stored events on subject past floor, one by one.
-func (p *processor) appliedSince(ctx context.Context, sid, subject string, floor uint64, rec *roomRecord) error {
-	for seq := floor + 1; ; {
-		m, err := p.eng.Events.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return nil // none left
-		}
-		if err != nil {
-			return err
-		}
-		seq = m.Sequence + 1
-		if s := m.Header.Get(headerRoomSID); s != "" && s != sid {
-			continue // the same name's other sessions
-		}
-		if id := m.Header.Get(headerEventID); id != "" && !rec.State.Applied(id) {
-			return errEventsPending
-		}
-	}
+	return err
 }
 
 // handedOn is what every report's check asks the engine, read once for many
@@ -262,11 +229,11 @@ func (p *processor) floorFor(ctx context.Context, due time.Time) (uint64, error)
 		if err != nil {
 			return 0, err
 		}
-		ci, err := p.events.Info(ctx)
+		floor, err := p.eng.Events.AckFloor(ctx)
 		if err != nil {
 			return 0, err
 		}
-		h.clear, h.floor, h.readAt = clear, ci.AckFloor.Stream, now
+		h.clear, h.floor, h.readAt = clear, floor, now
 	}
 	if due.After(h.clear) {
 		return 0, errEventsPending
@@ -283,15 +250,8 @@ func (p *processor) deliver(ctx context.Context, key string, rec *roomRecord, ca
 	if err != nil {
 		return err
 	}
-	if _, err := p.eng.ReportKV.Put(ctx, engine.Key(r.RoomSID), b); err != nil {
-		return fmt.Errorf("store report: %w", err)
-	}
-	msg := nats.NewMsg(engine.ReportSubject(r.SessionID))
-	msg.Data = b
-	msg.Header.Set("Lkwh-Room-Sid", r.RoomSID)
-	msg.Header.Set("Lkwh-Session-Id", r.SessionID)
-	if _, err := p.eng.JetStream().PublishMsg(ctx, msg, jetstream.WithMsgID("report/"+r.RoomSID)); err != nil {
-		return fmt.Errorf("publish report: %w", err)
+	if err := p.eng.Reports.Store(ctx, r.RoomSID, r.SessionID, b); err != nil {
+		return err
 	}
 	rep := reportOf(*r)
 	if err := p.r.finishBelugaSession(ctx, rep); err != nil {
@@ -314,12 +274,12 @@ func (p *processor) deliver(ctx context.Context, key string, rec *roomRecord, ca
 		}
 		done = append(done, name)
 	}
-	_, err = p.rooms.update(ctx, key, cache, func(cur *roomRecord) (*roomRecord, error) {
+	_, err = p.rooms.Update(ctx, key, cache, func(cur *roomRecord) (*roomRecord, error) {
 		if cur == nil || cur.Delivered {
 			return nil, nil
 		}
 		next := *cur
-		next.EndedPending = cur.EndedPending.without(done)
+		next.EndedPending = cur.EndedPending.Without(done)
 		next.Delivered = failed == nil && len(next.EndedPending) == 0
 		return &next, nil
 	})

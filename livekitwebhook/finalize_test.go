@@ -34,7 +34,7 @@ func TestReportsFollowGraceUnderBurst(t *testing.T) {
 	w.subscribe(t, tr.Engine().Conn())
 	ctx := context.Background()
 	consumers := func() int {
-		info, err := tr.Engine().Events.Info(ctx)
+		info, err := testStream(t, tr.Engine(), engine.StreamEvents).Info(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,7 +136,7 @@ func TestReportWaitsForStoredEvents(t *testing.T) {
 	// The timer is delivered before it is due, when due, and again after the
 	// report was deferred: a third delivery means the check ran and held it.
 	ctx := context.Background()
-	finalizer, err := tr.Engine().Tasks.Consumer(ctx, engine.ConsumerFinalizer)
+	finalizer, err := testStream(t, tr.Engine(), engine.StreamTasks).Consumer(ctx, engine.ConsumerFinalizer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func BenchmarkBurstReports(b *testing.B) {
 		reportCPU := cpuTime() - cpu
 		w.settled(b, tr.Receiver)
 		// The last timer was stored when the last room_finished was applied.
-		tasks, err := tr.Engine().Tasks.Info(context.Background())
+		tasks, err := testStream(b, tr.Engine(), engine.StreamTasks).Info(context.Background())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -323,7 +323,7 @@ func (w *reportWatch) lastReport() time.Time {
 func (w *reportWatch) settled(t testing.TB, r *Receiver) {
 	t.Helper()
 	eventually(t, time.Minute, "every task acked", func() bool {
-		info, err := r.Engine().Tasks.Info(context.Background())
+		info, err := testStream(t, r.Engine(), engine.StreamTasks).Info(context.Background())
 		return err == nil && info.State.Msgs == 0
 	})
 	if err := r.Engine().Conn().Flush(); err != nil {

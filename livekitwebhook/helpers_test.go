@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
 	"github.com/beluga-ai-contrib/beluga-livekit/livekitwebhook/livekitwebhooktest"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -156,7 +157,7 @@ func storedEvents(t testing.TB, r *Receiver) uint64 {
 		n, err := r.Engine().JournalBacklog(context.Background())
 		return err == nil && n == 0
 	})
-	info, err := r.Engine().Events.Info(context.Background())
+	info, err := testStream(t, r.Engine(), engine.StreamEvents).Info(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,13 +38,13 @@ func (p *processor) runHooks(ctx context.Context, key, id string, ev *livekit.We
 		done = append(done, name)
 	}
 	if len(done) > 0 {
-		_, err := p.rooms.update(ctx, key, cache, func(cur *roomRecord) (*roomRecord, error) {
+		_, err := p.rooms.Update(ctx, key, cache, func(cur *roomRecord) (*roomRecord, error) {
 			if cur == nil || len(cur.Pending[id]) == 0 {
 				return nil, nil
 			}
 			next := *cur
 			next.Pending = clonePending(cur.Pending)
-			left := next.Pending[id].without(done)
+			left := next.Pending[id].Without(done)
 			if len(left) == 0 {
 				delete(next.Pending, id)
 			} else {

@@ -8,13 +8,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Message headers the intake adds for the processor.
-const (
-	headerEventID = "Lkwh-Event-Id"
-	headerRoomKey = "Lkwh-Room"
-	headerRoomSID = "Lkwh-Room-Sid"
-)
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

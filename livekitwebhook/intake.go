@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/livekit/protocol/livekit"
-	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
@@ -146,19 +145,9 @@ func (r *Receiver) intake(ctx context.Context, w http.ResponseWriter, req *http.
 		return ev, "", ErrEngineUnavailable
 	}
 	room := lifecycle.RoomName(ev)
-	hdr := make(nats.Header, 4)
-	r.tel.propagator.Inject(ctx, propagation.HeaderCarrier(hdr))
-	// One backing array for the values: a request's allocations are intake's
-	// throughput. This is what Header.Set does (nats headers keep case). The
-	// room goes in its routing form (bounded): it only picks a worker and,
-	// replayed from the DLQ, a subject.
-	vals := [...]string{id, engine.Token(room), lifecycle.RoomSID(ev)}
-	hdr[headerEventID] = vals[0:1:1]
-	hdr[headerRoomKey] = vals[1:2:2]
-	if vals[2] != "" {
-		hdr[headerRoomSID] = vals[2:3:3]
-	}
-	dup, err := arrival.Accept(ctx, engine.Accepted{ID: id, Room: room, Event: ev.Event, Body: body, Header: hdr})
+	a := engine.NewAccepted(id, room, lifecycle.RoomSID(ev), ev.Event, body)
+	r.tel.propagator.Inject(ctx, propagation.HeaderCarrier(a.Header))
+	dup, err := arrival.Accept(ctx, a)
 	if errors.Is(err, engine.ErrTooLarge) {
 		return ev, "", fmt.Errorf("%w: %v", ErrBodyTooLarge, err)
 	}

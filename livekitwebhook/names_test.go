@@ -97,9 +97,9 @@ func TestJournaledHostileNamesReplayedAtStart(t *testing.T) {
 				roomEvent("EV_journal0002", "room_finished", room, "RM_journal", t0+30),
 			} {
 				hdr := nats.Header{}
-				hdr.Set(headerEventID, ev.Id)
-				hdr.Set(headerRoomKey, room)
-				hdr.Set(headerRoomSID, "RM_journal")
+				hdr.Set(engine.HeaderEventID, ev.Id)
+				hdr.Set(engine.HeaderRoomKey, room)
+				hdr.Set(engine.HeaderRoomSID, "RM_journal")
 				a := engine.Accepted{ID: ev.Id, Room: room, Event: ev.Event, Body: marshal(t, ev), Header: hdr}
 				if _, err := eng.Accept(context.Background(), a); err != nil {
 					t.Fatal(err)
@@ -152,7 +152,7 @@ func TestSessionFoundByLegacyKey(t *testing.T) {
 	if !ok || engine.Key(id) == legacy {
 		t.Fatalf("no legacy key for a %d-byte id", len(id))
 	}
-	if _, err := tr.Engine().Names.Put(context.Background(), "session."+legacy, []byte("RM_legacy-room")); err != nil {
+	if _, err := testKV(t, tr.Engine(), engine.BucketNames).Put(context.Background(), "session."+legacy, []byte("RM_legacy-room")); err != nil {
 		t.Fatal(err)
 	}
 	s, ok, err := tr.SessionByID(context.Background(), id)

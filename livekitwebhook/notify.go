@@ -2,56 +2,81 @@ package livekitwebhook
 
 import (
 	"context"
-
-	"github.com/nats-io/nats.go"
+	"time"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
 )
 
-// finishedSubject carries "room_finished was processed" notices (core NATS,
-// not stored): any replica's processor reaches watchers on every replica.
-func finishedSubject(roomName string) string {
-	return "lkwh.notify.finished." + engine.Token(roomName)
-}
-
-func (p *processor) notifyFinished(roomName, sid string) {
-	if roomName == "" {
-		return
-	}
-	msg := nats.NewMsg(finishedSubject(roomName))
-	msg.Header.Set("Lkwh-Room-Name", roomName)
-	msg.Data = []byte(sid)
-	_ = p.eng.Conn().PublishMsg(msg)
-}
-
 // WatchRoomFinished returns a channel that is closed once a room_finished
 // event of roomName has been processed (by any replica), or when ctx ends.
+// The signal is derived from stored state, so it is not missed by a watch
+// begun after the fact: if the latest room_finished under roomName was
+// processed already, the channel is closed at once. The watch outlives
+// engine restarts (and NATS disconnects) until ctx ends.
 func (r *Receiver) WatchRoomFinished(ctx context.Context, roomName string) (<-chan struct{}, error) {
+	return r.watchFinished(ctx, roomName, false)
+}
+
+// watchFinished is WatchRoomFinished; with skipPast, a room_finished
+// processed before the watch began (of the room sid then current under
+// the name, which a new room may reuse) does not count.
+func (r *Receiver) watchFinished(ctx context.Context, roomName string, skipPast bool) (<-chan struct{}, error) {
 	eng := r.engine()
 	if eng == nil {
 		return nil, ErrEngineUnavailable
 	}
-	done := make(chan struct{})
-	fired := make(chan struct{}, 1)
-	sub, err := eng.Conn().Subscribe(finishedSubject(roomName), func(m *nats.Msg) {
-		// Token() can map different names to one subject: check the name.
-		if m.Header.Get("Lkwh-Room-Name") == roomName {
-			select {
-			case fired <- struct{}{}:
-			default:
-			}
-		}
-	})
+	marks, err := eng.Names.WatchFinished(ctx, roomName)
 	if err != nil {
 		return nil, err
 	}
+	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		defer func() { _ = sub.Unsubscribe() }()
-		select {
-		case <-fired:
-		case <-ctx.Done():
+		skip := ""
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case m, ok := <-marks:
+				if !ok {
+					// The engine was lost: watch on its successor. A mark
+					// written meanwhile is its current value there.
+					if eng, marks = r.nextEngine(ctx, eng, roomName); eng == nil {
+						return
+					}
+					skipPast = false
+					continue
+				}
+				if m.Current && skipPast {
+					skip = m.SID
+					continue
+				}
+				if m.SID != skip {
+					return
+				}
+			case <-eng.Lost():
+				if eng, marks = r.nextEngine(ctx, eng, roomName); eng == nil {
+					return
+				}
+				skipPast = false
+			}
 		}
 	}()
 	return done, nil
+}
+
+// nextEngine waits for an engine other than old and watches roomName's
+// finished mark on it; nil when ctx ends first.
+func (r *Receiver) nextEngine(ctx context.Context, old *engine.Engine, roomName string) (*engine.Engine, <-chan engine.Finished) {
+	for {
+		if eng := r.engine(); eng != nil && eng != old {
+			if marks, err := eng.Names.WatchFinished(ctx, roomName); err == nil {
+				return eng, marks
+			}
+			old = nil // a failed watch on the new engine: try it again
+		}
+		if !sleepCtx(ctx, 100*time.Millisecond) {
+			return nil, nil
+		}
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/livekit/protocol/livekit"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
@@ -30,7 +28,7 @@ import (
 type processor struct {
 	r     *Receiver
 	eng   *engine.Engine
-	rooms rooms
+	rooms *engine.Rooms
 
 	// Workers stop through contexts, never by closing their channels: the
 	// consumers' callbacks may still be sending (a stop deadline passed).
@@ -43,11 +41,10 @@ type processor struct {
 	// handled, exclusively while an event or envelope whose last handling
 	// lost the connection is.
 	lane    sync.RWMutex
-	events  jetstream.Consumer // the durable consumer; reports read its ack floor
 	handed  handedOn
-	work    []chan jetstream.Msg
-	tasks   []chan jetstream.Msg // timers, by room
-	consume []jetstream.ConsumeContext
+	work    []chan *engine.Msg
+	tasks   []chan *engine.Msg // timers, by room
+	consume []engine.Consumption
 
 	reconcile *reconciler // nil unless WithReconciler
 }
@@ -64,68 +61,49 @@ const (
 )
 
 func newProcessor(r *Receiver, eng *engine.Engine) *processor {
-	return &processor{r: r, eng: eng, rooms: rooms{eng.Rooms}}
+	return &processor{r: r, eng: eng, rooms: eng.Rooms}
 }
 
 func (p *processor) start(ctx context.Context) error {
 	n := p.r.cfg.Workers
-	events, err := engine.Bounded(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
-		return p.eng.Events.CreateOrUpdateConsumer(ctx, p.eventsConsumer(n))
-	})
-	if err != nil {
-		return fmt.Errorf("livekitwebhook: processor consumer: %w", err)
-	}
-	p.events = events
-	tasks, err := engine.Bounded(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
-		return p.eng.Tasks.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-			Durable:       engine.ConsumerFinalizer,
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       ackWait,
-			MaxDeliver:    -1,
-			MaxAckPending: 100_000,
-		})
-	})
-	if err != nil {
-		return fmt.Errorf("livekitwebhook: finalizer consumer: %w", err)
-	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	p.runCtx, p.cancel, p.drained = runCtx, cancel, make(chan struct{})
-	p.work = make([]chan jetstream.Msg, n)
-	p.tasks = make([]chan jetstream.Msg, n)
+	p.work = make([]chan *engine.Msg, n)
+	p.tasks = make([]chan *engine.Msg, n)
 	for i := range p.work {
-		ch := make(chan jetstream.Msg, 4)
+		ch := make(chan *engine.Msg, 4)
 		p.work[i] = ch
 		p.workers.Add(1)
 		go func() {
 			defer p.workers.Done()
 			cache := newRecordCache(cacheSize)
-			p.runWorker(runCtx, ch, func(msg jetstream.Msg) {
+			p.runWorker(runCtx, ch, func(msg *engine.Msg) {
 				p.yieldToIntake(runCtx)
 				p.handleEvent(runCtx, msg, cache)
 			})
 		}()
 	}
 	for i := range p.tasks {
-		ch := make(chan jetstream.Msg, 4)
+		ch := make(chan *engine.Msg, 4)
 		p.tasks[i] = ch
 		p.workers.Add(1)
 		go func() {
 			defer p.workers.Done()
-			p.runWorker(runCtx, ch, func(msg jetstream.Msg) { p.handleTask(runCtx, msg) })
+			p.runWorker(runCtx, ch, func(msg *engine.Msg) { p.handleTask(runCtx, msg) })
 		}()
 	}
-	errh := jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
-			p.r.log.Debug("consumer", "error", err)
-		}
-	})
-	cc, err := events.Consume(p.dispatch, jetstream.PullMaxMessages(n*4), errh)
+	onErr := func(err error) { p.r.log.Debug("consumer", "error", err) }
+	cc, err := p.eng.Events.Consume(ctx, engine.ConsumeOptions{
+		AckWait: cmp.Or(p.r.opts.ackWait, ackWait), MaxAckPending: n * 256, Fetch: n * 4, OnError: onErr,
+	}, p.dispatch)
 	if err != nil {
 		p.stopWorkers()
 		return fmt.Errorf("livekitwebhook: consume: %w", err)
 	}
 	p.consume = append(p.consume, cc)
-	fc, err := tasks.Consume(p.dispatchTask, jetstream.PullMaxMessages(64), errh)
+	fc, err := p.eng.Tasks.Consume(ctx, engine.ConsumeOptions{
+		AckWait: ackWait, MaxAckPending: 100_000, Fetch: 64, OnError: onErr,
+	}, p.dispatchTask)
 	if err != nil {
 		cc.Stop()
 		p.stopWorkers()
@@ -190,25 +168,13 @@ func (p *processor) yieldToIntake(ctx context.Context) {
 	p.r.answering.waitQuiet(ctx, maxYield)
 }
 
-// eventsConsumer is the durable consumer every replica's processor shares.
-func (p *processor) eventsConsumer(workers int) jetstream.ConsumerConfig {
-	return jetstream.ConsumerConfig{
-		Durable:       engine.ConsumerProcessor,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       cmp.Or(p.r.opts.ackWait, ackWait),
-		MaxDeliver:    -1, // attempts are counted here, then dead-lettered
-		MaxAckPending: workers * 256,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	}
-}
-
 // dispatch routes a message to the worker of its room, so that events of
 // one room are applied in arrival order by one goroutine of this replica.
 // Once the processor is stopped a message is left unacknowledged: it is
 // redelivered after the ack wait.
-func (p *processor) dispatch(msg jetstream.Msg) {
+func (p *processor) dispatch(msg *engine.Msg) {
 	h := fnv.New32a()
-	h.Write([]byte(msg.Headers().Get(headerRoomKey)))
+	h.Write([]byte(msg.RoomKey()))
 	select {
 	case p.work[h.Sum32()%uint32(len(p.work))] <- msg:
 	case <-p.runCtx.Done():
@@ -219,7 +185,7 @@ func (p *processor) dispatch(msg jetstream.Msg) {
 // made concurrently (each is about ten round trips to the engine; one at a
 // time, a burst of finished rooms waited on their latency), but the timers of
 // one room (a finalize and an expire) still run one after the other here.
-func (p *processor) dispatchTask(msg jetstream.Msg) {
+func (p *processor) dispatchTask(msg *engine.Msg) {
 	var t task
 	_ = json.Unmarshal(msg.Data(), &t) // undecodable: any worker terminates it
 	h := fnv.New32a()
@@ -232,7 +198,7 @@ func (p *processor) dispatchTask(msg jetstream.Msg) {
 
 // runWorker handles the messages of its channel until the processor is
 // stopped, or until the consumers are drained and its queue is empty.
-func (p *processor) runWorker(ctx context.Context, ch <-chan jetstream.Msg, handle func(jetstream.Msg)) {
+func (p *processor) runWorker(ctx context.Context, ch <-chan *engine.Msg, handle func(*engine.Msg)) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -300,7 +266,7 @@ func waitCtx(ctx context.Context, wg *sync.WaitGroup) bool {
 }
 
 // handleEvent applies one stored event, then acks, retries or dead-letters.
-func (p *processor) handleEvent(ctx context.Context, msg jetstream.Msg, cache *recordCache) {
+func (p *processor) handleEvent(ctx context.Context, msg *engine.Msg, cache *recordCache) {
 	start := time.Now()
 	tel := p.r.tel
 	pctx := tel.propagator.Extract(ctx, propagation.HeaderCarrier(msg.Headers()))
@@ -308,13 +274,12 @@ func (p *processor) handleEvent(ctx context.Context, msg jetstream.Msg, cache *r
 		trace.WithAttributes(attribute.String(attrOpName, spanProcess)))
 	defer span.End()
 
-	attempt, key := 1, ""
-	if md, err := msg.Metadata(); err == nil {
-		attempt = int(md.NumDelivered)
-		key = "event/" + strconv.FormatUint(md.Sequence.Stream, 10)
+	attempt, key := msg.Attempt(), ""
+	if seq := msg.Seq(); seq != 0 {
+		key = "event/" + strconv.FormatUint(seq, 10)
 	}
 	span.SetAttributes(attribute.Int(attrAttempt, attempt))
-	id := msg.Headers().Get(headerEventID)
+	id := msg.EventID()
 	// An event whose last handling was cut short by the loss of the
 	// connection is applied alone, so that a loss is its own doing. Once its
 	// attempts are used up and its last one, alone, lost the connection too,
@@ -322,7 +287,7 @@ func (p *processor) handleEvent(ctx context.Context, msg jetstream.Msg, cache *r
 	inter := &p.r.interrupted
 	part, suspect := inter.Of(key)
 	if suspect && part == handledAlone && attempt > p.r.cfg.MaxAttempts {
-		p.deadLetter(pctx, msg, msg.Headers().Get(engine.HeaderEvent), decodeOrNil(msg.Data()), id,
+		p.deadLetter(pctx, msg, msg.Event(), decodeOrNil(msg.Data()), id,
 			fmt.Errorf("%w (%d deliveries)", engine.ErrConnectionLost, attempt-1), attempt-1)
 		inter.End(p.eng, key)
 		return
@@ -343,7 +308,7 @@ func (p *processor) handleEvent(ctx context.Context, msg jetstream.Msg, cache *r
 	ev := &livekit.WebhookEvent{}
 	if err := decodeOpts.Unmarshal(msg.Data(), ev); err != nil {
 		// Verified at intake, so this is a bug or a tampered store: keep it.
-		p.deadLetter(pctx, msg, msg.Headers().Get(engine.HeaderEvent), nil, id, fmt.Errorf("decode stored event: %w", err), attempt)
+		p.deadLetter(pctx, msg, msg.Event(), nil, id, fmt.Errorf("decode stored event: %w", err), attempt)
 		return
 	}
 	if id == "" {
@@ -364,18 +329,18 @@ func (p *processor) handleEvent(ctx context.Context, msg jetstream.Msg, cache *r
 	span.SetStatus(codes.Error, "processing failed")
 	if ctx.Err() != nil {
 		// Shutting down: the event is redelivered later, not a failure.
-		_ = msg.NakWithDelay(time.Second)
+		_ = msg.Nak(time.Second)
 		return
 	}
 	p.r.callOnError(pctx, ev, err)
 	if attempt >= p.r.cfg.MaxAttempts {
-		p.deadLetter(pctx, msg, msg.Headers().Get(engine.HeaderEvent), ev, id, err, attempt)
+		p.deadLetter(pctx, msg, msg.Event(), ev, id, err, attempt)
 		return
 	}
 	tel.retries.Add(pctx, 1, label("event", eventLabel(ev.Event)))
 	p.r.log.Warn("event failed, will retry", withTrace(pctx, []any{
 		"event", ev.Event, "event_id", id, "attempt", attempt, "error", err.Error()})...)
-	_ = msg.NakWithDelay(backoff(attempt))
+	_ = msg.Nak(backoff(attempt))
 }
 
 // How an event's handling is recorded in Receiver.interrupted.
@@ -386,7 +351,7 @@ const (
 
 // keepInProgress tells the server every heartbeat that msg is still being
 // worked on (slow hooks), until the returned stop is called.
-func keepInProgress(msg jetstream.Msg) (stop func()) {
+func keepInProgress(msg *engine.Msg) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		t := time.NewTicker(heartbeat)
@@ -414,24 +379,22 @@ func backoff(attempt int) time.Duration {
 // the current sid of its room name, else a key of its own.
 func (p *processor) roomKey(ctx context.Context, ev *livekit.WebhookEvent, id string) (key, sid string, err error) {
 	if sid = lifecycle.RoomSID(ev); sid != "" {
-		key, err = engine.ResolveKey(ctx, p.eng.Rooms, "", sid)
+		key, err = p.rooms.Key(ctx, sid)
 		return key, sid, err
 	}
 	name := lifecycle.RoomName(ev)
 	if name == "" {
-		key, err = engine.ResolveKey(ctx, p.eng.Rooms, "ev.", id)
+		key, err = p.rooms.RoomlessKey(ctx, id)
 		return key, "", err
 	}
-	e, err := engine.Lookup(ctx, p.eng.Names, "room.", name)
-	switch {
-	case err == nil:
-		sid = string(e.Value())
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		sid = "name:" + name
-	default:
+	sid, ok, err := p.eng.Names.RoomSID(ctx, name)
+	if err != nil {
 		return "", "", err
 	}
-	key, err = engine.ResolveKey(ctx, p.eng.Rooms, "", sid)
+	if !ok {
+		sid = "name:" + name
+	}
+	key, err = p.rooms.Key(ctx, sid)
 	return key, sid, err
 }
 
@@ -447,7 +410,7 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 	}
 	var fresh, late, justApplied, remapped bool
 	var activeBefore int
-	rec, err := p.rooms.update(ctx, key, cache, func(cur *roomRecord) (*roomRecord, error) {
+	rec, err := p.rooms.Update(ctx, key, cache, func(cur *roomRecord) (*roomRecord, error) {
 		fresh, late, justApplied, remapped = false, false, false, false
 		if cur != nil && cur.Reported {
 			late = !cur.State.Applied(id)
@@ -522,8 +485,12 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 			return err
 		}
 	}
-	if ev.Event == "room_finished" && justApplied {
-		p.notifyFinished(rec.State.RoomName, sid)
+	if ev.Event == "room_finished" && rec.State.Finished() && rec.State.RoomName != "" {
+		// Durable, and before the ack: a redelivery after a crash writes
+		// it again (see WatchRoomFinished).
+		if err := p.eng.Names.MarkFinished(ctx, rec.State.RoomName, sid); err != nil {
+			return err
+		}
 	}
 	return p.runHooks(ctx, key, id, ev, rec, cache)
 }
@@ -544,12 +511,7 @@ func (p *processor) afterApply(ctx context.Context, ev *livekit.WebhookEvent, re
 
 // index records room name -> sid and session id -> sid for lookups.
 func (p *processor) index(ctx context.Context, s *lifecycle.State) error {
-	sid := []byte(s.RoomSID)
-	if _, err := p.eng.Names.Put(ctx, "room."+engine.Key(s.RoomName), sid); err != nil {
-		return err
-	}
-	_, err := p.eng.Names.Put(ctx, "session."+engine.Key(s.SessionID), sid)
-	return err
+	return p.eng.Names.Index(ctx, s.RoomName, s.SessionID, s.RoomSID)
 }
 
 // applyRoomless handles events that name no room (agent jobs, some future
@@ -559,7 +521,7 @@ func (p *processor) applyRoomless(ctx context.Context, ev *livekit.WebhookEvent,
 	if len(hooks) == 0 {
 		return nil
 	}
-	rec, err := p.rooms.update(ctx, key, nil, func(cur *roomRecord) (*roomRecord, error) {
+	rec, err := p.rooms.Update(ctx, key, nil, func(cur *roomRecord) (*roomRecord, error) {
 		if cur != nil {
 			return nil, nil
 		}

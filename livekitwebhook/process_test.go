@@ -134,7 +134,7 @@ func TestSessionLifecycleThroughAPI(t *testing.T) {
 		t.Fatalf("unknown session: %d", code)
 	}
 	// The report is on the reports subject for downstream consumers.
-	info, err := tr.Engine().Reports.Info(context.Background())
+	info, err := testStream(t, tr.Engine(), engine.StreamReports).Info(context.Background())
 	if err != nil || info.State.Msgs != 1 {
 		t.Fatalf("reports stream: %v %+v", err, info)
 	}
@@ -280,7 +280,7 @@ func TestBelugaSessionWiring(t *testing.T) {
 	if m, ok := s.State[StateKeyReport].(map[string]any); !ok || m["disposition"] != DispositionNoShow {
 		t.Fatalf("report in state: %v", s.State[StateKeyReport])
 	}
-	e, err := tr.Engine().Beluga.Get(context.Background(), engine.Key("support-1"))
+	e, err := testKV(t, tr.Engine(), engine.BucketBeluga).Get(context.Background(), engine.Key("support-1"))
 	if err != nil || string(e.Value()) != rep.BelugaSessionID {
 		t.Fatalf("mapping: %v", err)
 	}

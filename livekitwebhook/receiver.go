@@ -285,6 +285,17 @@ func (r *Receiver) engine() *engine.Engine {
 // Deprecated: internal to this module; do not use.
 func (r *Receiver) Engine() *engine.Engine { return r.engine() }
 
+// JournalWrites is how many durable intake writes (journal envelopes) the
+// store has taken so far, from any replica: requests per write is how well
+// concurrent requests share one write. For benchmarks (lkwebhook bench).
+func (r *Receiver) JournalWrites(ctx context.Context) (uint64, error) {
+	eng := r.engine()
+	if eng == nil {
+		return 0, ErrEngineUnavailable
+	}
+	return eng.JournalWrites(ctx)
+}
+
 // Backlog is what the engine holds that is accepted but not done: journal
 // envelopes not yet handed on to the events stream, and stored events not
 // yet applied. Both drain to zero within seconds of a burst.
@@ -297,10 +308,9 @@ func (r *Receiver) Backlog(ctx context.Context) (journal, events int64, err erro
 	if err != nil {
 		return 0, 0, err
 	}
-	c, err := eng.Events.Consumer(ctx, engine.ConsumerProcessor)
+	ev, err := eng.Events.Backlog(ctx)
 	if err != nil {
 		return 0, 0, err
 	}
-	info := c.CachedInfo() // fetched by the lookup just now
-	return int64(j), int64(info.NumPending) + int64(info.NumAckPending), nil
+	return int64(j), ev, nil
 }

@@ -155,7 +155,7 @@ func TestStopWithHookSlowerThanDeadline(t *testing.T) {
 	// With one worker the consumer pulls 4 at a time: once 6 are out, one is
 	// in the hook, four fill the worker's queue and dispatch waits on it.
 	eventually(t, 30*time.Second, "events pulled past the worker's queue", func() bool {
-		c, err := tr.Engine().Events.Consumer(context.Background(), engine.ConsumerProcessor)
+		c, err := testStream(t, tr.Engine(), engine.StreamEvents).Consumer(context.Background(), engine.ConsumerProcessor)
 		return err == nil && c.CachedInfo().NumAckPending >= 6
 	})
 

@@ -4,12 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"slices"
-
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
 )
 
 // ActiveSessions returns the sessions not yet reported, newest first.
@@ -19,7 +14,7 @@ func (r *Receiver) ActiveSessions(ctx context.Context) ([]Session, error) {
 		return nil, ErrEngineUnavailable
 	}
 	out := []Session{}
-	err := rooms{eng.Rooms}.each(ctx, func(rec *roomRecord) error {
+	err := eng.Rooms.Each(ctx, func(rec *roomRecord) error {
 		if !rec.Reported {
 			out = append(out, sessionOf(rec.State.Session()))
 		}
@@ -42,26 +37,19 @@ func (r *Receiver) EndedSessions(ctx context.Context, limit int) ([]Report, erro
 	if limit <= 0 {
 		limit = 100
 	}
-	info, err := eng.Reports.Info(ctx)
-	if err != nil {
-		return nil, err
-	}
 	out := []Report{}
 	// Reports are published in finalization order, which follows ended_at
 	// up to the grace period; read a margin and sort.
 	want := limit*2 + 16
-	for seq := info.State.LastSeq; seq >= info.State.FirstSeq && seq > 0 && len(out) < want; seq-- {
-		m, err := eng.Reports.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
+	err := eng.Reports.Tail(ctx, func(b []byte) bool {
 		var rep Report
-		if json.Unmarshal(m.Data, &rep) == nil {
+		if json.Unmarshal(b, &rep) == nil {
 			out = append(out, rep)
 		}
+		return len(out) < want
+	})
+	if err != nil {
+		return nil, err
 	}
 	slices.SortStableFunc(out, func(a, b Report) int {
 		return cmp.Compare(endUnix(b), endUnix(a))
@@ -86,14 +74,11 @@ func (r *Receiver) SessionByID(ctx context.Context, sessionID string) (Session, 
 	if eng == nil {
 		return Session{}, false, ErrEngineUnavailable
 	}
-	e, err := engine.Lookup(ctx, eng.Names, "session.", sessionID)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return Session{}, false, nil
-	}
-	if err != nil {
+	sid, ok, err := eng.Names.SessionRoomSID(ctx, sessionID)
+	if err != nil || !ok {
 		return Session{}, false, err
 	}
-	return r.SessionByRoomSID(ctx, string(e.Value()))
+	return r.SessionByRoomSID(ctx, sid)
 }
 
 // SessionByRoomSID returns the session of one room sid.
@@ -102,11 +87,11 @@ func (r *Receiver) SessionByRoomSID(ctx context.Context, sid string) (Session, b
 	if eng == nil {
 		return Session{}, false, ErrEngineUnavailable
 	}
-	key, err := engine.ResolveKey(ctx, eng.Rooms, "", sid)
+	key, err := eng.Rooms.Key(ctx, sid)
 	if err != nil {
 		return Session{}, false, err
 	}
-	rec, _, err := rooms{eng.Rooms}.get(ctx, key)
+	rec, _, err := eng.Rooms.Get(ctx, key)
 	if err != nil || rec == nil {
 		return Session{}, false, err
 	}

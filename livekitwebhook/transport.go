@@ -12,9 +12,6 @@ import (
 	"github.com/lookatitude/beluga-ai/v2/voice"
 	"github.com/lookatitude/beluga-ai/v2/voice/transport"
 	"github.com/lookatitude/beluga-ai/v2/voice/transport/providers/livekit"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
 )
 
 // TransportName is the name this package registers in Beluga's
@@ -118,7 +115,7 @@ func newTransport(cfg transport.Config) (*Transport, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	// Subscribe before looking at the stored state, so a room_finished
 	// processed in between is not missed.
-	fired, err := r.WatchRoomFinished(ctx, room)
+	fired, err := r.watchFinished(ctx, room, true)
 	if err != nil {
 		cancel()
 		_ = inner.Close()
@@ -275,12 +272,9 @@ func (r *Receiver) sessionByRoomName(ctx context.Context, name string) (Session,
 	if eng == nil {
 		return Session{}, false, ErrEngineUnavailable
 	}
-	e, err := engine.Lookup(ctx, eng.Names, "room.", name)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return Session{}, false, nil
-	}
-	if err != nil {
+	sid, ok, err := eng.Names.RoomSID(ctx, name)
+	if err != nil || !ok {
 		return Session{}, false, err
 	}
-	return r.SessionByRoomSID(ctx, string(e.Value()))
+	return r.SessionByRoomSID(ctx, sid)
 }

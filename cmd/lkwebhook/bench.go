@@ -224,7 +224,7 @@ func runBenchmark(ctx context.Context, cfg benchConfig) (*benchResult, error) {
 		targetDesc = url + " (in-process receiver, embedded engine)"
 		settle = func(ctx context.Context) (time.Duration, error) { return waitProcessed(ctx, recv, 2*time.Minute) }
 		journalSeq = func(ctx context.Context) uint64 {
-			n, _ := recv.Engine().JournalWrites(ctx) // 0 on error: no figure for the round
+			n, _ := recv.JournalWrites(ctx) // 0 on error: no figure for the round
 			return n
 		}
 	}

@@ -16,11 +16,28 @@ var ErrTooLarge = errors.New("event larger than the engine's max payload")
 
 // Accepted is one verified webhook to store.
 type Accepted struct {
-	ID     string      // dedupe key: the event id, or a body-derived key
-	Room   string      // room name ("" for events without a room)
-	Event  string      // event name
-	Body   []byte      // the exact raw body LiveKit signed
-	Header nats.Header // trace context and anything else to carry along
+	ID     string              // dedupe key: the event id, or a body-derived key
+	Room   string              // room name ("" for events without a room)
+	Event  string              // event name
+	Body   []byte              // the exact raw body LiveKit signed
+	Header map[string][]string // trace context and anything else to carry along
+}
+
+// NewAccepted is the event to store for a verified webhook: its id, room
+// name (any length: bounded where it becomes a subject) and room sid ride
+// along as headers the processor reads (Msg). Add trace context to Header.
+func NewAccepted(id, room, roomSID, event string, body []byte) Accepted {
+	hdr := make(map[string][]string, 4)
+	// One backing array for the values: a request's allocations are
+	// intake's throughput. The room goes in its routing form (bounded): it
+	// only picks a worker and, replayed from the DLQ, a subject.
+	vals := [...]string{id, Token(room), roomSID}
+	hdr[HeaderEventID] = vals[0:1:1]
+	hdr[HeaderRoomKey] = vals[1:2:2]
+	if roomSID != "" {
+		hdr[HeaderRoomSID] = vals[2:3:3]
+	}
+	return Accepted{ID: id, Room: room, Event: event, Body: body, Header: hdr}
 }
 
 // Group commit: a durable JetStream write costs nearly the same whatever its
@@ -135,7 +152,7 @@ func (e *Engine) enqueue(ctx context.Context, p *pending) error {
 // the distributor removes them. Requests per write is how well group commit
 // batches (the bench reports it).
 func (e *Engine) JournalWrites(ctx context.Context) (uint64, error) {
-	info, err := e.Journal.Info(ctx)
+	info, err := e.journal.Info(ctx)
 	if err != nil {
 		return 0, err
 	}

@@ -89,9 +89,9 @@ type delivery struct {
 // with its error, so that no envelope is retried forever. Every replica may
 // run one; they share the journal's work queue. Stop the returned context to
 // stop it.
-func (e *Engine) StartDistributor(ctx context.Context, o DistributeOptions) (jetstream.ConsumeContext, error) {
+func (e *Engine) StartDistributor(ctx context.Context, o DistributeOptions) (Consumption, error) {
 	cons, err := Bounded(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
-		return e.Journal.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		return e.journal.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 			Durable:       ConsumerDistributor,
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			AckWait:       e.ackWait,
@@ -269,7 +269,7 @@ func (e *Engine) deadLetter(ctx context.Context, a Accepted, cause error, attemp
 // leave the journal, and new ones are written later, so it stays true.
 func (e *Engine) JournalClearBefore(ctx context.Context) (time.Time, error) {
 	now := time.Now()
-	info, err := e.Journal.Info(ctx)
+	info, err := e.journal.Info(ctx)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -281,7 +281,7 @@ func (e *Engine) JournalClearBefore(ctx context.Context) (time.Time, error) {
 
 // JournalBacklog is how many envelopes wait in the journal.
 func (e *Engine) JournalBacklog(ctx context.Context) (uint64, error) {
-	info, err := e.Journal.Info(ctx)
+	info, err := e.journal.Info(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -291,7 +291,7 @@ func (e *Engine) JournalBacklog(ctx context.Context) (uint64, error) {
 // DeadLetterMsg is the DLQ message of an event: its body and headers, with
 // its last error and attempts. Nats-* headers (message id, expected stream)
 // belong to the original publish and would make this one fail or dedupe.
-func DeadLetterMsg(event string, body []byte, hdr nats.Header, cause error, attempts int) *nats.Msg {
+func DeadLetterMsg(event string, body []byte, hdr map[string][]string, cause error, attempts int) *nats.Msg {
 	msg := nats.NewMsg(DLQSubject(event))
 	msg.Data = body
 	for k, v := range hdr {

@@ -9,8 +9,12 @@
 // moves each event into the events stream, where its id deduplicates it
 // across replicas and restarts.
 //
-// It owns the names and shapes of every stream, KV bucket and consumer, so
-// the rest of the module never spells a subject by hand:
+// It is the module's store layer: the only code that imports nats.go or
+// spells a subject or header. The rest of the module goes through typed
+// repositories (Engine.Rooms with compare-and-set, Names, Beluga, Tasks,
+// Reports, DeadLetters, Events), the journal (Accept, StartDistributor),
+// and reads deliveries as Msg (an internal/pipeline.Message). Its streams,
+// buckets and consumers:
 //
 //	LKWH_INTAKE   lkwh.intake             the journal: envelopes of accepted webhooks (work queue)
 //	LKWH_EVENTS   lkwh.events.<room>.<event>  accepted webhooks, deduplicated by event id
@@ -18,7 +22,8 @@
 //	LKWH_REPORTS  lkwh.reports.<session>  final session reports for downstream consumers
 //	LKWH_DLQ      lkwh.dlq.<event>        dead letters, with their last error
 //	KV lkwh_rooms    room sid -> lifecycle state (compare-and-set)
-//	KV lkwh_names    room name -> current room sid
+//	KV lkwh_names    room name -> current room sid, session id -> room sid,
+//	                 room name -> room sid whose room_finished was processed (watched)
 //	KV lkwh_reports  room sid -> final report
 //	KV lkwh_beluga   backend session id -> Beluga session id
 package engine

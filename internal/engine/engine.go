@@ -81,9 +81,18 @@ type Engine struct {
 	nc  *nats.Conn
 	js  jetstream.JetStream
 
-	Journal, Events, Tasks, Reports, DLQ jetstream.Stream
-	Rooms, Names, ReportKV               jetstream.KeyValue
-	Beluga                               jetstream.KeyValue
+	journal, events, tasks, reports, dlq jetstream.Stream
+	rooms, names, reportKV, beluga       jetstream.KeyValue
+
+	// The typed repositories: the only way the rest of the module reads
+	// or writes the store.
+	Rooms       *Rooms
+	Names       *Names
+	Beluga      *BelugaMap
+	Tasks       *Tasks
+	Reports     *Reports
+	DeadLetters *DeadLetters
+	Events      *Events
 
 	queue      chan *pending // Accept -> committers
 	expected   atomic.Int64  // announced arrivals not yet queued (see Arrival)
@@ -229,26 +238,26 @@ func (e *Engine) provision(ctx context.Context) error {
 	}{
 		// The journal keeps an envelope until the distributor has moved
 		// its events: no age or size limit may drop one.
-		{&e.Journal, jetstream.StreamConfig{
+		{&e.journal, jetstream.StreamConfig{
 			Name: StreamJournal, Subjects: []string{SubjectJournal},
 			Storage: jetstream.FileStorage, Replicas: r, Retention: jetstream.WorkQueuePolicy,
 		}},
-		{&e.Events, jetstream.StreamConfig{
+		{&e.events, jetstream.StreamConfig{
 			Name: StreamEvents, Subjects: []string{SubjectEventsAll},
 			Storage: jetstream.FileStorage, Replicas: r, Retention: jetstream.LimitsPolicy,
 			MaxAge: e.cfg.Retention, Duplicates: e.cfg.DedupeWindow,
 		}},
-		{&e.Tasks, jetstream.StreamConfig{
+		{&e.tasks, jetstream.StreamConfig{
 			Name: StreamTasks, Subjects: []string{SubjectTasksAll},
 			Storage: jetstream.FileStorage, Replicas: r, Retention: jetstream.WorkQueuePolicy,
 			Duplicates: e.cfg.DedupeWindow,
 		}},
-		{&e.Reports, jetstream.StreamConfig{
+		{&e.reports, jetstream.StreamConfig{
 			Name: StreamReports, Subjects: []string{SubjectReportsAll},
 			Storage: jetstream.FileStorage, Replicas: r, Retention: jetstream.LimitsPolicy,
 			MaxAge: e.cfg.ReportRetention, Duplicates: e.cfg.DedupeWindow,
 		}},
-		{&e.DLQ, jetstream.StreamConfig{
+		{&e.dlq, jetstream.StreamConfig{
 			Name: StreamDLQ, Subjects: []string{SubjectDLQAll},
 			Storage: jetstream.FileStorage, Replicas: r, Retention: jetstream.LimitsPolicy,
 			Duplicates: time.Minute,
@@ -267,10 +276,10 @@ func (e *Engine) provision(ctx context.Context) error {
 		dst *jetstream.KeyValue
 		cfg jetstream.KeyValueConfig
 	}{
-		{&e.Rooms, jetstream.KeyValueConfig{Bucket: BucketRooms, Storage: jetstream.FileStorage, Replicas: r}},
-		{&e.Names, jetstream.KeyValueConfig{Bucket: BucketNames, Storage: jetstream.FileStorage, Replicas: r}},
-		{&e.ReportKV, jetstream.KeyValueConfig{Bucket: BucketReports, Storage: jetstream.FileStorage, Replicas: r, TTL: e.cfg.ReportRetention}},
-		{&e.Beluga, jetstream.KeyValueConfig{Bucket: BucketBeluga, Storage: jetstream.FileStorage, Replicas: r}},
+		{&e.rooms, jetstream.KeyValueConfig{Bucket: BucketRooms, Storage: jetstream.FileStorage, Replicas: r}},
+		{&e.names, jetstream.KeyValueConfig{Bucket: BucketNames, Storage: jetstream.FileStorage, Replicas: r}},
+		{&e.reportKV, jetstream.KeyValueConfig{Bucket: BucketReports, Storage: jetstream.FileStorage, Replicas: r, TTL: e.cfg.ReportRetention}},
+		{&e.beluga, jetstream.KeyValueConfig{Bucket: BucketBeluga, Storage: jetstream.FileStorage, Replicas: r}},
 	}
 	for _, b := range buckets {
 		kv, err := Bounded(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
@@ -281,6 +290,13 @@ func (e *Engine) provision(ctx context.Context) error {
 		}
 		*b.dst = kv
 	}
+	e.Rooms = &Rooms{kv: e.rooms}
+	e.Names = &Names{kv: e.names}
+	e.Beluga = &BelugaMap{kv: e.beluga}
+	e.Tasks = &Tasks{js: e.js, stream: e.tasks}
+	e.Reports = &Reports{js: e.js, kv: e.reportKV, stream: e.reports}
+	e.DeadLetters = &DeadLetters{js: e.js, stream: e.dlq}
+	e.Events = &Events{stream: e.events}
 	return nil
 }
 
@@ -311,10 +327,12 @@ func Transient(err error) bool {
 // (409 "duplicate message id is in process"), which nats.go does not name.
 const errCodeMsgIDInProcess jetstream.ErrorCode = 10158
 
-// JetStream exposes the JetStream context (processor, CLI tools, tests).
+// JetStream exposes the JetStream context, for tests only: everything
+// else goes through the repositories.
 func (e *Engine) JetStream() jetstream.JetStream { return e.js }
 
-// Conn exposes the NATS connection.
+// Conn exposes the NATS connection, for tests only (they close it to
+// inject a loss).
 func (e *Engine) Conn() *nats.Conn { return e.nc }
 
 // Embedded returns the embedded server, or nil when connected by URL.

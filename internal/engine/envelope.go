@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-
-	"github.com/nats-io/nats.go"
 )
 
 // An envelope is one journal message holding several accepted events, so
@@ -67,7 +65,7 @@ func decodeEnvelope(data []byte) ([]Accepted, error) {
 	for len(d.b) > 0 && d.err == nil {
 		a := Accepted{ID: d.str(), Room: d.str(), Event: d.str()}
 		if n := d.count(); n > 0 {
-			a.Header = make(nats.Header, n)
+			a.Header = make(map[string][]string, n)
 			for range n {
 				k := d.str()
 				vs := make([]string, d.count())

@@ -115,7 +115,7 @@ func TestGroupCommitAndDistribute(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	info, err := e.Journal.Info(ctx)
+	info, err := e.journal.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,14 +134,14 @@ func TestGroupCommitAndDistribute(t *testing.T) {
 	}
 	defer cc.Stop()
 	waitFor(t, "journal drained", func() bool { n, err := e.JournalBacklog(ctx); return err == nil && n == 0 })
-	ev, err := e.Events.Info(ctx)
+	ev, err := e.events.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ev.State.Msgs != n || dups.Load() != 0 {
 		t.Fatalf("events stream holds %d (duplicates %d), want %d and 0", ev.State.Msgs, dups.Load(), n)
 	}
-	msg, err := e.Events.GetLastMsgForSubject(ctx, EventSubject("room-3", "room_started"))
+	msg, err := e.events.GetLastMsgForSubject(ctx, EventSubject("room-3", "room_started"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func TestDistributeIsIdempotent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	info, err := e.Events.Info(ctx)
+	info, err := e.events.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestDistributeIsIdempotent(t *testing.T) {
 	if err := e.distribute(ctx, []byte{7, 1, 2}, delivery{attempt: 1}, o); err != nil {
 		t.Fatal(err)
 	}
-	dlq, err := e.DLQ.Info(ctx)
+	dlq, err := e.dlq.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -122,7 +122,7 @@ func TestBoundedKeyNeverALegacyKey(t *testing.T) {
 func TestLookupFallsBackToLegacyKey(t *testing.T) {
 	e := openTest(t, Config{})
 	ctx := context.Background()
-	kv := e.Names
+	kv := e.names
 
 	name := strings.Repeat("a.", 200) // legacy key: 802 bytes
 	legacy, ok := LegacyKey(name)

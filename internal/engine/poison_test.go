@@ -31,13 +31,13 @@ func journalEnvelope(t *testing.T, e *Engine, from, to int) {
 func storedIDs(t *testing.T, e *Engine) map[string]bool {
 	t.Helper()
 	ctx := context.Background()
-	info, err := e.Events.Info(ctx)
+	info, err := e.events.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ids := map[string]bool{}
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && seq > 0; seq++ {
-		m, err := e.Events.GetMsg(ctx, seq)
+		m, err := e.events.GetMsg(ctx, seq)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -50,13 +50,13 @@ func storedIDs(t *testing.T, e *Engine) map[string]bool {
 func deadLetters(t *testing.T, e *Engine) []*jetstream.RawStreamMsg {
 	t.Helper()
 	ctx := context.Background()
-	info, err := e.DLQ.Info(ctx)
+	info, err := e.dlq.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []*jetstream.RawStreamMsg
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && seq > 0; seq++ {
-		m, err := e.DLQ.GetMsg(ctx, seq)
+		m, err := e.dlq.GetMsg(ctx, seq)
 		if err != nil {
 			t.Fatal(err)
 		}

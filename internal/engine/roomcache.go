@@ -1,13 +1,13 @@
-package livekitwebhook
+package engine
 
 import "container/list"
 
-// recordCache is one worker's LRU of room records with their revisions. Events
+// RoomCache is one worker's LRU of room records with their revisions. Events
 // of a room go to one worker, so its cached record is usually current and the
 // read before each compare-and-set can be skipped. A stale entry (another
 // replica or the finalizer wrote since) only costs a conflict and a reload:
 // the store's revision check stays the single source of truth.
-type recordCache struct {
+type RoomCache struct {
 	cap   int
 	ll    *list.List
 	items map[string]*list.Element
@@ -15,15 +15,17 @@ type recordCache struct {
 
 type cacheEntry struct {
 	key string
-	rec *roomRecord
+	rec *Room
 	rev uint64
 }
 
-func newRecordCache(capacity int) *recordCache {
-	return &recordCache{cap: capacity, ll: list.New(), items: map[string]*list.Element{}}
+// NewRoomCache keeps up to capacity records.
+func NewRoomCache(capacity int) *RoomCache {
+	return &RoomCache{cap: capacity, ll: list.New(), items: map[string]*list.Element{}}
 }
 
-func (c *recordCache) get(key string) (*roomRecord, uint64, bool) {
+// Get returns the cached record of key and its revision. Nil-safe.
+func (c *RoomCache) Get(key string) (*Room, uint64, bool) {
 	if c == nil {
 		return nil, 0, false
 	}
@@ -35,13 +37,14 @@ func (c *recordCache) get(key string) (*roomRecord, uint64, bool) {
 	return nil, 0, false
 }
 
-func (c *recordCache) put(key string, rec *roomRecord, rev uint64) {
+// Put caches rec at rev. Nil-safe.
+func (c *RoomCache) Put(key string, rec *Room, rev uint64) {
 	if c == nil || c.cap <= 0 {
 		return
 	}
 	if rec != nil && rec.Delivered {
 		// Reported and delivered: only late events touch it again.
-		c.drop(key)
+		c.Drop(key)
 		return
 	}
 	if e, ok := c.items[key]; ok {
@@ -58,7 +61,8 @@ func (c *recordCache) put(key string, rec *roomRecord, rev uint64) {
 	}
 }
 
-func (c *recordCache) drop(key string) {
+// Drop forgets key. Nil-safe.
+func (c *RoomCache) Drop(key string) {
 	if c == nil {
 		return
 	}

@@ -1,0 +1,184 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Consumption is a running consumer: Drain stops fetching and lets what was
+// fetched be delivered, Stop stops at once; Closed is closed once nothing
+// more is delivered.
+type Consumption interface {
+	Drain()
+	Stop()
+	Closed() <-chan struct{}
+}
+
+// Events is the events stream and the processor's durable consumer, which
+// every replica shares.
+type Events struct {
+	stream jetstream.Stream
+}
+
+// ConsumeOptions shape a consumer of events or tasks.
+type ConsumeOptions struct {
+	// AckWait: how soon a message a crashed replica held comes back (long
+	// work keeps its messages with Msg.InProgress).
+	AckWait time.Duration
+	// MaxAckPending bounds the messages delivered and not yet settled.
+	MaxAckPending int
+	// Fetch is how many messages a pull asks for.
+	Fetch int
+	// OnError sees the consumer's errors (missed heartbeats excepted).
+	OnError func(error)
+}
+
+func (o ConsumeOptions) errHandler() jetstream.PullConsumeOpt {
+	return jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if o.OnError != nil && !errors.Is(err, jetstream.ErrNoHeartbeat) {
+			o.OnError(err)
+		}
+	})
+}
+
+// Consume delivers stored events to f, through the processor's durable
+// consumer (created or updated to o). f settles each message.
+func (ev *Events) Consume(ctx context.Context, o ConsumeOptions, f func(*Msg)) (Consumption, error) {
+	cons, err := Bounded(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
+		return ev.stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+			Durable:       ConsumerProcessor,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       o.AckWait,
+			MaxDeliver:    -1, // attempts are counted by the processor, then dead-lettered
+			MaxAckPending: o.MaxAckPending,
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: processor consumer: %v", ErrUnavailable, err)
+	}
+	return cons.Consume(func(m jetstream.Msg) { f(newMsg(m)) }, jetstream.PullMaxMessages(o.Fetch), o.errHandler())
+}
+
+// Backlog is how many stored events the processor has not settled yet.
+func (ev *Events) Backlog(ctx context.Context) (int64, error) {
+	c, err := ev.stream.Consumer(ctx, ConsumerProcessor)
+	if err != nil {
+		return 0, err
+	}
+	info := c.CachedInfo() // fetched by the lookup just now
+	return int64(info.NumPending) + int64(info.NumAckPending), nil
+}
+
+// AckFloor is the stream sequence up to which the processor acked every
+// event.
+func (ev *Events) AckFloor(ctx context.Context) (uint64, error) {
+	c, err := ev.stream.Consumer(ctx, ConsumerProcessor)
+	if err != nil {
+		return 0, err
+	}
+	return c.CachedInfo().AckFloor.Stream, nil
+}
+
+// EachOfRoomSince calls f with the event id of every stored event of room
+// name roomName (and room sid sid, when the event names one) past stream
+// sequence floor, one by one, until f returns false. Only events past the
+// processor's ack floor can be unprocessed, so the read stays short however
+// long the stream.
+func (ev *Events) EachOfRoomSince(ctx context.Context, roomName, sid string, floor uint64, f func(eventID string) bool) error {
+	for _, subject := range RoomEventsSubjects(roomName) {
+		for seq := floor + 1; ; {
+			m, err := ev.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				break // none left
+			}
+			if err != nil {
+				return err
+			}
+			seq = m.Sequence + 1
+			if s := m.Header.Get(HeaderRoomSID); s != "" && s != sid {
+				continue // the same name's other sessions
+			}
+			if id := m.Header.Get(HeaderEventID); id != "" && !f(id) {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+// Consume delivers due and not-yet-due tasks to f, through the finalizer's
+// durable consumer. f settles each message.
+func (ts *Tasks) Consume(ctx context.Context, o ConsumeOptions, f func(*Msg)) (Consumption, error) {
+	cons, err := Bounded(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
+		return ts.stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+			Durable:       ConsumerFinalizer,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       o.AckWait,
+			MaxDeliver:    -1,
+			MaxAckPending: o.MaxAckPending,
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: finalizer consumer: %v", ErrUnavailable, err)
+	}
+	return cons.Consume(func(m jetstream.Msg) { f(newMsg(m)) }, jetstream.PullMaxMessages(o.Fetch), o.errHandler())
+}
+
+// MarkFinished records, durably, that room_finished of room sid sid was
+// processed under roomName: the signal WatchFinished reads. Written after
+// the room's state, and again on a redelivery, so a crash in between
+// leaves no finished room without its mark.
+func (n *Names) MarkFinished(ctx context.Context, roomName, sid string) error {
+	_, err := n.kv.Put(ctx, "finished."+Key(roomName), []byte(sid))
+	return err
+}
+
+// Finished is one value of a room name's finished mark: the room sid whose
+// room_finished was processed. Current marks the value stored when the
+// watch began (a room_finished processed before it).
+type Finished struct {
+	SID     string
+	Current bool
+}
+
+// WatchFinished delivers the finished mark of roomName: its current value
+// first, if any, then every new one. The channel is closed when ctx ends
+// or the watch does (the connection was lost for good: watch again on the
+// next engine).
+func (n *Names) WatchFinished(ctx context.Context, roomName string) (<-chan Finished, error) {
+	w, err := n.kv.Watch(ctx, "finished."+Key(roomName), jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan Finished, 1)
+	go func() {
+		defer close(out)
+		defer func() { _ = w.Stop() }()
+		current := true
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil { // the current values are delivered
+					current = false
+					continue
+				}
+				select {
+				case out <- Finished{SID: string(e.Value()), Current: current}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}
