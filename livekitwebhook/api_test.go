@@ -14,10 +14,8 @@ import (
 
 // TestNoInternalTypesInAPI: no exported declaration of the package names a
 // type of an internal package, which users could see in go doc but not
-// use. Receiver.Engine is the one known exception, kept for this module's
-// CLI and tests until the store layer replaces it.
+// use.
 func TestNoInternalTypesInAPI(t *testing.T) {
-	allowed := map[string]bool{"Receiver.Engine": true}
 	files, err := filepath.Glob("*.go")
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +44,7 @@ func TestNoInternalTypesInAPI(t *testing.T) {
 		}
 		var check func(decl string, n ast.Node)
 		check = func(decl string, n ast.Node) {
-			if n == nil || allowed[decl] {
+			if n == nil {
 				return
 			}
 			ast.Inspect(n, func(n ast.Node) bool {
@@ -112,6 +110,28 @@ func TestNoInternalTypesInAPI(t *testing.T) {
 	}
 	for _, f := range found {
 		t.Error(f)
+	}
+}
+
+// TestNoNATSImports: the store (internal/engine) is the only code that
+// speaks NATS; tests that look at what is stored go through its
+// enginetest package.
+func TestNoNATSImports(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	for _, name := range files {
+		f, err := parser.ParseFile(fset, name, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range f.Imports {
+			if path, _ := strconv.Unquote(imp.Path.Value); strings.Contains(path, "/nats-io/") {
+				t.Errorf("%s imports %s", name, path)
+			}
+		}
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -16,9 +15,6 @@ import (
 	"github.com/livekit/protocol/auth"
 	"github.com/livekit/protocol/livekit"
 	"github.com/livekit/protocol/webhook"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
 )
@@ -38,7 +34,7 @@ func BenchmarkProcessingVsBaseline(b *testing.B) {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	tr := startReceiver(b, cfg)
-	eng := tr.Engine()
+	eng := tr.engine()
 	ctx := context.Background()
 
 	t0 := time.Now().Unix()
@@ -79,45 +75,6 @@ func timed(b *testing.B, f func(), n int) float64 {
 	return float64(n) / time.Since(start).Seconds()
 }
 
-// publish stores n events through the engine exactly as intake does.
-func publish(b testing.TB, eng *engine.Engine, n int, mk func(i int) *livekit.WebhookEvent) {
-	b.Helper()
-	js := eng.JetStream()
-	var futures []jetstream.PubAckFuture
-	for i := 0; i < n; i++ {
-		ev := mk(i)
-		body, _ := protojson.Marshal(ev)
-		msg := nats.NewMsg(engine.EventSubject(ev.Room.Name, ev.Event))
-		msg.Data = body
-		msg.Header.Set(engine.HeaderEventID, ev.Id)
-		msg.Header.Set(engine.HeaderRoomKey, ev.Room.Name)
-		msg.Header.Set(engine.HeaderRoomSID, ev.Room.Sid)
-		msg.Header.Set(engine.HeaderEvent, ev.Event)
-		f, err := js.PublishMsgAsync(msg, jetstream.WithMsgID(ev.Id))
-		if err != nil {
-			b.Fatal(err)
-		}
-		futures = append(futures, f)
-		if len(futures) >= 4096 {
-			waitFutures(b, futures)
-			futures = futures[:0]
-		}
-	}
-	waitFutures(b, futures)
-}
-
-func waitFutures(b testing.TB, fs []jetstream.PubAckFuture) {
-	for _, f := range fs {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			b.Fatal(err)
-		case <-time.After(30 * time.Second):
-			b.Fatal("publish timed out")
-		}
-	}
-}
-
 // waitDrained waits until a consumer has acked everything in its stream.
 func waitDrained(b testing.TB, eng *engine.Engine, name string) {
 	b.Helper()
@@ -135,100 +92,6 @@ func waitDrained(b testing.TB, eng *engine.Engine, name string) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	b.Fatal("consumer did not drain")
-}
-
-// baselineLoop: the bare loop the issue names — per event one KV get, one
-// compare-and-set update and one ack — with the processor's worker count.
-// Like the receiver's run, it is timed from the first publish to the last
-// ack, publishing while it consumes.
-func baselineLoop(b *testing.B, ctx context.Context, eng *engine.Engine, n, keys int) float64 {
-	b.Helper()
-	js := eng.JetStream()
-	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BASELINE", Subjects: []string{"baseline.>"}, Storage: jetstream.FileStorage})
-	if err != nil {
-		b.Fatal(err)
-	}
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "baseline", Storage: jetstream.FileStorage})
-	if err != nil {
-		b.Fatal(err)
-	}
-	for i := 0; i < keys; i++ {
-		if _, err := kv.Put(ctx, fmt.Sprintf("k%d", i), []byte(`{"n":0}`)); err != nil {
-			b.Fatal(err)
-		}
-	}
-	cons, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "baseline", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 8 * 256})
-	if err != nil {
-		b.Fatal(err)
-	}
-	workers := DefaultConfig().Workers
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	done := 0
-	finished := make(chan struct{})
-	chans := make([]chan jetstream.Msg, workers)
-	for w := range chans {
-		chans[w] = make(chan jetstream.Msg, 64)
-		wg.Add(1)
-		go func(ch chan jetstream.Msg) {
-			defer wg.Done()
-			for m := range ch {
-				key := "k" + m.Subject()[len("baseline."):]
-				e, err := kv.Get(ctx, key)
-				if err == nil {
-					_, err = kv.Update(ctx, key, append([]byte(nil), e.Value()...), e.Revision())
-				}
-				if err != nil {
-					_ = m.Nak()
-					continue
-				}
-				_ = m.Ack()
-				mu.Lock()
-				done++
-				if done == n {
-					close(finished)
-				}
-				mu.Unlock()
-			}
-		}(chans[w])
-	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		var h uint32
-		for _, c := range m.Subject() {
-			h = h*31 + uint32(c)
-		}
-		chans[h%uint32(workers)] <- m
-	}, jetstream.PullMaxMessages(workers*32))
-	if err != nil {
-		b.Fatal(err)
-	}
-	// Publish while consuming, as the receiver's run does.
-	start := time.Now()
-	var futures []jetstream.PubAckFuture
-	for i := 0; i < n; i++ {
-		f, err := js.PublishAsync(fmt.Sprintf("baseline.%d", i%keys), []byte(`{"event":"participant_joined"}`))
-		if err != nil {
-			b.Fatal(err)
-		}
-		futures = append(futures, f)
-		if len(futures) >= 4096 {
-			waitFutures(b, futures)
-			futures = futures[:0]
-		}
-	}
-	waitFutures(b, futures)
-	select {
-	case <-finished:
-	case <-time.After(5 * time.Minute):
-		b.Fatal("baseline did not finish")
-	}
-	rate := float64(n) / time.Since(start).Seconds()
-	cc.Stop()
-	for _, ch := range chans {
-		close(ch)
-	}
-	wg.Wait()
-	return rate
 }
 
 // BenchmarkIntakeHandler calls the handler directly (no sockets) with
@@ -301,7 +164,7 @@ func cpuTime() time.Duration {
 // journalWrites is the number of durable writes the receiver's engine made.
 func journalWrites(t testing.TB, r *Receiver) uint64 {
 	t.Helper()
-	n, err := r.Engine().JournalWrites(context.Background())
+	n, err := r.engine().JournalWrites(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

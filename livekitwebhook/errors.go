@@ -8,20 +8,39 @@ import (
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/verify"
 )
 
-// Verification refusals (401). Use errors.Is on the error given to a
+// Verification refusals (401), each with its reason label. They are the
+// values verification returns: use errors.Is on the error given to a
 // WithRefusalHandler callback, or read the "reason" field of the answer.
 var (
-	ErrMissingToken   = verify.ErrMissingToken
+	// ErrMissingToken: no Authorization token, nor a legacy signature
+	// where those are accepted (reason missing_token).
+	ErrMissingToken = verify.ErrMissingToken
+	// ErrMalformedToken: the token is not a JWT (reason malformed_token).
 	ErrMalformedToken = verify.ErrMalformedToken
-	ErrUnknownKey     = verify.ErrUnknownKey
-	ErrBadSignature   = verify.ErrBadSignature
-	ErrBadAlgorithm   = verify.ErrBadAlgorithm
-	ErrExpired        = verify.ErrExpired
-	ErrNotYetValid    = verify.ErrNotYetValid
-	ErrNoExpiry       = verify.ErrNoExpiry
-	ErrHashMismatch   = verify.ErrHashMismatch
-	ErrMissingHash    = verify.ErrMissingHash
-	ErrBadLegacySig   = verify.ErrBadLegacySig
+	// ErrUnknownKey: the token's issuer (the API key) is missing or not
+	// configured (reason unknown_key).
+	ErrUnknownKey = verify.ErrUnknownKey
+	// ErrBadSignature: the token is not signed with the key's secret
+	// (reason bad_signature).
+	ErrBadSignature = verify.ErrBadSignature
+	// ErrBadAlgorithm: the token is not HS256 (reason bad_algorithm).
+	ErrBadAlgorithm = verify.ErrBadAlgorithm
+	// ErrExpired: the token's exp has passed, beyond the allowed clock
+	// skew (reason expired).
+	ErrExpired = verify.ErrExpired
+	// ErrNotYetValid: the token's nbf or iat is in the future, beyond the
+	// allowed clock skew (reason not_yet_valid).
+	ErrNotYetValid = verify.ErrNotYetValid
+	// ErrNoExpiry: the token has no exp claim (reason no_expiry).
+	ErrNoExpiry = verify.ErrNoExpiry
+	// ErrHashMismatch: the body's SHA-256 is not the token's sha256 claim
+	// (reason hash_mismatch).
+	ErrHashMismatch = verify.ErrHashMismatch
+	// ErrMissingHash: the token has no sha256 claim (reason missing_hash).
+	ErrMissingHash = verify.ErrMissingHash
+	// ErrBadLegacySig: the X-LiveKit-Signature header does not match the
+	// body (reason bad_legacy_signature).
+	ErrBadLegacySig = verify.ErrBadLegacySig
 )
 
 // Other refusals.

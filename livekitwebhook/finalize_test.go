@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/livekit/protocol/livekit"
-	"github.com/nats-io/nats.go"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
 )
@@ -31,10 +30,10 @@ func TestReportsFollowGraceUnderBurst(t *testing.T) {
 	cfg.FinalizeGrace = "1s"
 	w := newReportWatch(rooms)
 	tr := startReceiver(t, cfg, WithLogger(slog.New(slog.DiscardHandler)), WithHooks(w.hooks()))
-	w.subscribe(t, tr.Engine().Conn())
+	w.subscribe(t, tr.engine())
 	ctx := context.Background()
 	consumers := func() int {
-		info, err := testStream(t, tr.Engine(), engine.StreamEvents).Info(ctx)
+		info, err := testStream(t, tr.engine(), engine.StreamEvents).Info(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -76,7 +75,7 @@ func TestStopMidBurst(t *testing.T) {
 		return w.hooks().OnSessionEnded(ctx, r)
 	}}
 	first := startReceiver(t, cfg, quiet, WithHooks(held))
-	w.subscribe(t, first.Engine().Conn())
+	w.subscribe(t, first.engine())
 	_, _ = finishAtOnce(t, first.Receiver, rooms)
 	eventually(t, time.Minute, "a report being delivered", func() bool { return entered.Load() > 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -91,7 +90,7 @@ func TestStopMidBurst(t *testing.T) {
 	t.Logf("%d rooms reported before the stop", w.reported())
 
 	second := startReceiver(t, cfg, quiet, WithHooks(w.hooks()))
-	w.subscribe(t, second.Engine().Conn())
+	w.subscribe(t, second.engine())
 	select {
 	case <-w.all:
 	case <-time.After(time.Minute):
@@ -136,7 +135,7 @@ func TestReportWaitsForStoredEvents(t *testing.T) {
 	// The timer is delivered before it is due, when due, and again after the
 	// report was deferred: a third delivery means the check ran and held it.
 	ctx := context.Background()
-	finalizer, err := testStream(t, tr.Engine(), engine.StreamTasks).Consumer(ctx, engine.ConsumerFinalizer)
+	finalizer, err := testStream(t, tr.engine(), engine.StreamTasks).Consumer(ctx, engine.ConsumerFinalizer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +177,7 @@ func BenchmarkBurstReports(b *testing.B) {
 		cfg.FinalizeGrace = grace.String()
 		w := newReportWatch(rooms)
 		tr := startReceiver(b, cfg, WithLogger(slog.New(slog.DiscardHandler)), WithHooks(w.hooks()))
-		w.subscribe(b, tr.Engine().Conn())
+		w.subscribe(b, tr.engine())
 		start, accepted := finishAtOnce(b, tr.Receiver, rooms)
 		cpu := cpuTime()
 		select {
@@ -190,7 +189,7 @@ func BenchmarkBurstReports(b *testing.B) {
 		reportCPU := cpuTime() - cpu
 		w.settled(b, tr.Receiver)
 		// The last timer was stored when the last room_finished was applied.
-		tasks, err := testStream(b, tr.Engine(), engine.StreamTasks).Info(context.Background())
+		tasks, err := testStream(b, tr.engine(), engine.StreamTasks).Info(context.Background())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -282,17 +281,9 @@ func (w *reportWatch) hooks() Hooks {
 	}}
 }
 
-func (w *reportWatch) subscribe(t testing.TB, nc *nats.Conn) {
+func (w *reportWatch) subscribe(t testing.TB, eng *engine.Engine) {
 	t.Helper()
-	sub, err := nc.Subscribe("lkwh.reports.>", func(m *nats.Msg) { w.count(w.published, m.Header.Get("Lkwh-Room-Sid")) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = sub.SetPendingLimits(-1, -1) // a burst must not be dropped as a slow consumer
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	testSubscribe(t, eng, "lkwh.reports.>", func(m testMsg) { w.count(w.published, m.Header.Get("Lkwh-Room-Sid")) })
 }
 
 func (w *reportWatch) count(m map[string]int, sid string) {
@@ -323,10 +314,10 @@ func (w *reportWatch) lastReport() time.Time {
 func (w *reportWatch) settled(t testing.TB, r *Receiver) {
 	t.Helper()
 	eventually(t, time.Minute, "every task acked", func() bool {
-		info, err := testStream(t, r.Engine(), engine.StreamTasks).Info(context.Background())
+		info, err := testStream(t, r.engine(), engine.StreamTasks).Info(context.Background())
 		return err == nil && info.State.Msgs == 0
 	})
-	if err := r.Engine().Conn().Flush(); err != nil {
+	if err := r.engine().Conn().Flush(); err != nil {
 		t.Fatal(err)
 	}
 }

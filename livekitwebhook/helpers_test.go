@@ -154,10 +154,10 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 func storedEvents(t testing.TB, r *Receiver) uint64 {
 	t.Helper()
 	eventually(t, 10*time.Second, "journal handed on", func() bool {
-		n, err := r.Engine().JournalBacklog(context.Background())
+		n, err := r.engine().JournalBacklog(context.Background())
 		return err == nil && n == 0
 	})
-	info, err := testStream(t, r.Engine(), engine.StreamEvents).Info(context.Background())
+	info, err := testStream(t, r.engine(), engine.StreamEvents).Info(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

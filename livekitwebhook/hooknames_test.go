@@ -72,7 +72,7 @@ func redeploy(t *testing.T, tr *testReceiver, cfg Config, opts ...Option) *testR
 // storedRecord reads the room record of sid as stored.
 func storedRecord(t *testing.T, r *Receiver, sid string) *roomRecord {
 	t.Helper()
-	rec, _, err := r.Engine().Rooms.Get(context.Background(), engine.Key(sid))
+	rec, _, err := r.engine().Rooms.Get(context.Background(), engine.Key(sid))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +338,7 @@ func TestOldRecordRetriedThroughTodaysOrder(t *testing.T) {
 	// Rewrite the record as an older version stored it: position 1 (the
 	// second registration's OnRoomStarted) owed. The failing hook writes
 	// nothing, so the compare-and-set holds.
-	kv := testKV(t, a.Engine(), engine.BucketRooms)
+	kv := testKV(t, a.engine(), engine.BucketRooms)
 	e, err := kv.Get(context.Background(), engine.Key("RM_oldrec"))
 	if err != nil {
 		t.Fatal(err)

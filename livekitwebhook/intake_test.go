@@ -209,7 +209,7 @@ func TestRefusals(t *testing.T) {
 	if got := storedEvents(t, tr.Receiver); got != 1 {
 		t.Fatalf("stored %d, want 1 (refusals store nothing, the three accepts are one id)", got)
 	}
-	if n := tr.Receiver.Engine().Expected(); n != 0 {
+	if n := tr.Receiver.engine().Expected(); n != 0 {
 		t.Fatalf("%d arrivals still announced to the engine after the refusals, want 0", n)
 	}
 }
@@ -304,7 +304,7 @@ func TestEngineDownAnswers503(t *testing.T) {
 	// engine stays unreachable until the end of the test.
 	tr.life.Lock()
 	defer tr.life.Unlock()
-	tr.Engine().Conn().Close()
+	tr.engine().Conn().Close()
 	code, resp, hdr := post(t, tr.url, marshal(t, roomEvent("EV_down0000001", "room_started", "r", "RM_d", time.Now().Unix())),
 		map[string]string{"Authorization": sign(t, testKey, testSecret, marshal(t, roomEvent("EV_down0000001", "room_started", "r", "RM_d", time.Now().Unix())), time.Minute)})
 	if code != 503 || hdr.Get("Retry-After") == "" || !strings.Contains(resp, "engine_unavailable") {

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/livekit/protocol/livekit"
-	"github.com/nats-io/nats.go"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
 )
@@ -96,10 +95,7 @@ func TestJournaledHostileNamesReplayedAtStart(t *testing.T) {
 				roomEvent("EV_journal0001", "room_started", room, "RM_journal", t0),
 				roomEvent("EV_journal0002", "room_finished", room, "RM_journal", t0+30),
 			} {
-				hdr := nats.Header{}
-				hdr.Set(engine.HeaderEventID, ev.Id)
-				hdr.Set(engine.HeaderRoomKey, room)
-				hdr.Set(engine.HeaderRoomSID, "RM_journal")
+				hdr := map[string][]string{engine.HeaderEventID: {ev.Id}, engine.HeaderRoomKey: {room}, engine.HeaderRoomSID: {"RM_journal"}}
 				a := engine.Accepted{ID: ev.Id, Room: room, Event: ev.Event, Body: marshal(t, ev), Header: hdr}
 				if _, err := eng.Accept(context.Background(), a); err != nil {
 					t.Fatal(err)
@@ -152,7 +148,7 @@ func TestSessionFoundByLegacyKey(t *testing.T) {
 	if !ok || engine.Key(id) == legacy {
 		t.Fatalf("no legacy key for a %d-byte id", len(id))
 	}
-	if _, err := testKV(t, tr.Engine(), engine.BucketNames).Put(context.Background(), "session."+legacy, []byte("RM_legacy-room")); err != nil {
+	if _, err := testKV(t, tr.engine(), engine.BucketNames).Put(context.Background(), "session."+legacy, []byte("RM_legacy-room")); err != nil {
 		t.Fatal(err)
 	}
 	s, ok, err := tr.SessionByID(context.Background(), id)
@@ -194,8 +190,8 @@ func waitReport(t *testing.T, hc *hookCounter, id string) Report {
 // assertHealthy checks what /healthz of `lkwebhook serve` answers from.
 func assertHealthy(t *testing.T, tr *testReceiver) {
 	t.Helper()
-	if h := tr.Health(); h.Status != "healthy" || !tr.Engine().Ready() {
-		t.Fatalf("health %s (%s), engine ready %v", h.Status, h.Message, tr.Engine().Ready())
+	if h := tr.Health(); h.Status != "healthy" || !tr.engine().Ready() {
+		t.Fatalf("health %s (%s), engine ready %v", h.Status, h.Message, tr.engine().Ready())
 	}
 }
 

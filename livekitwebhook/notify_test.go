@@ -68,10 +68,10 @@ func TestWatchRoomFinishedAcrossEngineRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lost := tr.Engine()
+	lost := tr.engine()
 	lost.Conn().Close() // as -ERR 'maximum control line exceeded' does
 	eventually(t, 30*time.Second, "healthy on a new engine", func() bool {
-		return tr.Engine() != lost && tr.Health().Status == core.HealthHealthy
+		return tr.engine() != lost && tr.Health().Status == core.HealthHealthy
 	})
 	t0 := time.Now().Unix()
 	postUntilStored(t, tr.url, roomEvent("EV_wb_start", "room_started", "blip-room", "RM_blip", t0))

@@ -13,7 +13,6 @@ import (
 
 	"github.com/livekit/protocol/livekit"
 	"github.com/lookatitude/beluga-ai/v2/runtime"
-	"github.com/nats-io/nats.go/jetstream"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
@@ -134,7 +133,7 @@ func TestSessionLifecycleThroughAPI(t *testing.T) {
 		t.Fatalf("unknown session: %d", code)
 	}
 	// The report is on the reports subject for downstream consumers.
-	info, err := testStream(t, tr.Engine(), engine.StreamReports).Info(context.Background())
+	info, err := testStream(t, tr.engine(), engine.StreamReports).Info(context.Background())
 	if err != nil || info.State.Msgs != 1 {
 		t.Fatalf("reports stream: %v %+v", err, info)
 	}
@@ -280,11 +279,10 @@ func TestBelugaSessionWiring(t *testing.T) {
 	if m, ok := s.State[StateKeyReport].(map[string]any); !ok || m["disposition"] != DispositionNoShow {
 		t.Fatalf("report in state: %v", s.State[StateKeyReport])
 	}
-	e, err := testKV(t, tr.Engine(), engine.BucketBeluga).Get(context.Background(), engine.Key("support-1"))
+	e, err := testKV(t, tr.engine(), engine.BucketBeluga).Get(context.Background(), engine.Key("support-1"))
 	if err != nil || string(e.Value()) != rep.BelugaSessionID {
 		t.Fatalf("mapping: %v", err)
 	}
-	_ = jetstream.ErrKeyNotFound
 }
 
 // TestLateMetadataRemapsSession: a room that started unmapped and got its

@@ -278,22 +278,33 @@ func (r *Receiver) engine() *engine.Engine {
 	return r.eng
 }
 
-// Engine is not part of the API: it serves this module's own CLI (bench)
-// and tests, returns a type of an internal package that other modules
-// cannot use, and is to be replaced.
-//
-// Deprecated: internal to this module; do not use.
-func (r *Receiver) Engine() *engine.Engine { return r.engine() }
+// StreamStats is what a benchmark reads of one stream of the store.
+type StreamStats struct {
+	Writes    uint64 // messages ever stored, including those since removed
+	Messages  uint64 // messages held now
+	Consumers int
+}
 
-// JournalWrites is how many durable intake writes (journal envelopes) the
-// store has taken so far, from any replica: requests per write is how well
-// concurrent requests share one write. For benchmarks (lkwebhook bench).
-func (r *Receiver) JournalWrites(ctx context.Context) (uint64, error) {
+// StoreStats reads every stream of the store by name (KV buckets are the
+// streams KV_<bucket>), from any replica: the growth of Writes over a run
+// is the durable writes it made per store; that of the intake journal
+// (LKWH_INTAKE) against requests is how well concurrent requests share one
+// write. For benchmarks (lkwebhook bench); the names may change with the
+// store's layout.
+func (r *Receiver) StoreStats(ctx context.Context) (map[string]StreamStats, error) {
 	eng := r.engine()
 	if eng == nil {
-		return 0, ErrEngineUnavailable
+		return nil, ErrEngineUnavailable
 	}
-	return eng.JournalWrites(ctx)
+	st, err := eng.Stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]StreamStats, len(st))
+	for name, s := range st {
+		out[name] = StreamStats(s)
+	}
+	return out, nil
 }
 
 // Backlog is what the engine holds that is accepted but not done: journal

@@ -44,10 +44,10 @@ func TestEngineRecoversAfterConnectionClose(t *testing.T) {
 	postUntilStored(t, tr.url, roomEvent("EV_recover0001", "room_started", "before", "RM_before", t0))
 	eventually(t, 10*time.Second, "first event applied", func() bool { return hc.get("any/EV_recover0001") == 1 })
 
-	lost := tr.Engine()
+	lost := tr.engine()
 	lost.Conn().Close()
 	eventually(t, 30*time.Second, "healthy on a new engine", func() bool {
-		return tr.Engine() != lost && tr.Health().Status == core.HealthHealthy
+		return tr.engine() != lost && tr.Health().Status == core.HealthHealthy
 	})
 	if code, resp := postEvent(t, tr.url, roomEvent("EV_recover0002", "room_started", "after", "RM_after", t0+1)); code != 200 || resp != "accepted" {
 		t.Fatalf("webhook after recovery: %d %s", code, resp)
@@ -76,7 +76,7 @@ func TestEventThatClosesTheConnectionIsDeadLettered(t *testing.T) {
 		OnEvent: func(_ context.Context, ev *livekit.WebhookEvent, _ Session) error {
 			hc.add("any/" + ev.Id)
 			if ev.Id == poison {
-				recv.Load().Engine().Conn().Close() // as -ERR 'maximum control line exceeded' does
+				recv.Load().engine().Conn().Close() // as -ERR 'maximum control line exceeded' does
 			}
 			return nil
 		},
@@ -155,7 +155,7 @@ func TestStopWithHookSlowerThanDeadline(t *testing.T) {
 	// With one worker the consumer pulls 4 at a time: once 6 are out, one is
 	// in the hook, four fill the worker's queue and dispatch waits on it.
 	eventually(t, 30*time.Second, "events pulled past the worker's queue", func() bool {
-		c, err := testStream(t, tr.Engine(), engine.StreamEvents).Consumer(context.Background(), engine.ConsumerProcessor)
+		c, err := testStream(t, tr.engine(), engine.StreamEvents).Consumer(context.Background(), engine.ConsumerProcessor)
 		return err == nil && c.CachedInfo().NumAckPending >= 6
 	})
 

@@ -4,28 +4,24 @@ import (
 	"context"
 	"testing"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine/enginetest"
 )
 
-// testStream opens a stream of eng by name, for tests that look at what is
-// stored (the package itself goes through the store's repositories).
-func testStream(t testing.TB, eng *engine.Engine, name string) jetstream.Stream {
-	t.Helper()
-	s, err := eng.JetStream().Stream(context.Background(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+// Raw access to what is stored, for tests that look at it (the package
+// itself goes through the store's repositories).
+var (
+	testStream    = enginetest.Stream
+	testKV        = enginetest.KV
+	testSubscribe = enginetest.Subscribe
+	publish       = enginetest.Publish
+)
 
-// testKV opens a KV bucket of eng by name.
-func testKV(t testing.TB, eng *engine.Engine, bucket string) jetstream.KeyValue {
-	t.Helper()
-	kv, err := eng.JetStream().KeyValue(context.Background(), bucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kv
+// testMsg is a message as a core NATS subscriber receives it.
+type testMsg = *enginetest.Msg
+
+// baselineLoop is the bare KV get + compare-and-set + ack loop, with the
+// processor's worker count.
+func baselineLoop(b *testing.B, ctx context.Context, eng *engine.Engine, n, keys int) float64 {
+	return enginetest.BaselineLoop(b, ctx, eng, n, keys, DefaultConfig().Workers)
 }

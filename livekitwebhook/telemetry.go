@@ -153,6 +153,11 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, prop propaga
 	})
 	try(func() (e error) {
 		t.engineRestarts, e = m.Int64Counter("livekitwebhook.engine.restarts", metric.WithDescription("Engine restarts after its NATS connection was lost for good."))
+		if e == nil {
+			// Exported at 0 from the start, so that a dashboard's
+			// increase() counts the first restart too.
+			t.engineRestarts.Add(context.Background(), 0)
+		}
 		return
 	})
 	try(func() (e error) {

@@ -190,7 +190,7 @@ func TestTransportPipelineEndsOnRoomFinished(t *testing.T) {
 
 func TestTransportCloseUnbinds(t *testing.T) {
 	tr := startReceiver(t, testConfig(t))
-	conn := tr.Engine().Conn()
+	conn := tr.engine().Conn()
 	before := conn.NumSubscriptions()
 	tp := newTestTransport(t, tr.Receiver, "close-room")
 	if got := conn.NumSubscriptions(); got != before+1 {

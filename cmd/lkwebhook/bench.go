@@ -224,8 +224,8 @@ func runBenchmark(ctx context.Context, cfg benchConfig) (*benchResult, error) {
 		targetDesc = url + " (in-process receiver, embedded engine)"
 		settle = func(ctx context.Context) (time.Duration, error) { return waitProcessed(ctx, recv, 2*time.Minute) }
 		journalSeq = func(ctx context.Context) uint64 {
-			n, _ := recv.JournalWrites(ctx) // 0 on error: no figure for the round
-			return n
+			st, _ := recv.StoreStats(ctx) // nil on error: no figure for the round
+			return st[streamJournal].Writes
 		}
 	}
 	var baselineURL string

@@ -279,9 +279,9 @@ func mixRoundOf(ctx context.Context, cfg mixConfig, exe string, s mixServer, run
 		return st, err
 	}
 	defer gen.close()
-	var before map[string]streamState
+	var before map[string]livekitwebhook.StreamStats
 	if s.recv != nil {
-		if before, err = streamStates(ctx, s.recv); err != nil {
+		if before, err = s.recv.StoreStats(ctx); err != nil {
 			return st, err
 		}
 	}
@@ -295,7 +295,7 @@ func mixRoundOf(ctx context.Context, cfg mixConfig, exe string, s mixServer, run
 	}
 	cpu0 := processCPU()
 	st.roundStats, err = gen.send()
-	var after map[string]streamState
+	var after map[string]livekitwebhook.StreamStats
 	if err == nil && s.recv != nil {
 		var mark pipelineMark
 		mark, after, err = waitPipeline(ctx, cfg.Progress, s.recv, before, uint64(rooms))
@@ -310,7 +310,7 @@ func mixRoundOf(ctx context.Context, cfg mixConfig, exe string, s mixServer, run
 	if s.recv != nil {
 		st.Writes = map[string]uint64{}
 		for name, a := range after {
-			if d := a.LastSeq - before[name].LastSeq; d > 0 {
+			if d := a.Writes - before[name].Writes; d > 0 {
 				st.Writes[name] = d
 				st.WritesPerEvent += float64(d)
 			}
@@ -334,35 +334,12 @@ func mixRoundOf(ctx context.Context, cfg mixConfig, exe string, s mixServer, run
 // Streams the bench reads by name (the engine's; KV buckets are streams
 // named KV_<bucket>).
 const (
+	streamJournal = "LKWH_INTAKE"
 	streamEvents  = "LKWH_EVENTS"
 	streamTasks   = "LKWH_TASKS"
 	streamReports = "LKWH_REPORTS"
 	streamDLQ     = "LKWH_DLQ"
 )
-
-// streamState is what the bench reads of a stream.
-type streamState struct {
-	LastSeq, Msgs uint64
-	Consumers     int
-}
-
-// streamStates reads every stream of the target's engine (journal, events,
-// tasks, reports, DLQ and each KV bucket's stream).
-func streamStates(ctx context.Context, recv *livekitwebhook.Receiver) (map[string]streamState, error) {
-	eng := recv.Engine()
-	if eng == nil {
-		return nil, errors.New("receiver stopped")
-	}
-	out := map[string]streamState{}
-	lister := eng.JetStream().ListStreams(ctx)
-	for info := range lister.Info() {
-		out[info.Config.Name] = streamState{LastSeq: info.State.LastSeq, Msgs: info.State.Msgs, Consumers: info.State.Consumers}
-	}
-	if err := lister.Err(); err != nil {
-		return nil, fmt.Errorf("stream states: %w", err)
-	}
-	return out, nil
-}
 
 // pipelineMark is when, after the last answer, the target's backlog was
 // first 0 (applied, with this process's CPU then) and when it was done.
@@ -375,7 +352,7 @@ type pipelineMark struct {
 // (backlog 0), the reports stream has grown by reports and no timer task is
 // left; it returns the stream states then. Every 10 s it says what it
 // waits for on progress (if not nil).
-func waitPipeline(ctx context.Context, progress io.Writer, recv *livekitwebhook.Receiver, before map[string]streamState, reports uint64) (pipelineMark, map[string]streamState, error) {
+func waitPipeline(ctx context.Context, progress io.Writer, recv *livekitwebhook.Receiver, before map[string]livekitwebhook.StreamStats, reports uint64) (pipelineMark, map[string]livekitwebhook.StreamStats, error) {
 	start := time.Now()
 	var mark pipelineMark
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
@@ -389,20 +366,20 @@ func waitPipeline(ctx context.Context, progress io.Writer, recv *livekitwebhook.
 		if applied && mark.applied == 0 {
 			mark.applied, mark.cpu = time.Since(start), processCPU()
 		}
-		var states map[string]streamState
+		var states map[string]livekitwebhook.StreamStats
 		if applied || time.Since(lastSay) >= 10*time.Second {
-			states, err = streamStates(ctx, recv)
+			states, err = recv.StoreStats(ctx)
 		}
-		if applied && err == nil && states[streamTasks].Msgs == 0 &&
-			states[streamReports].LastSeq-before[streamReports].LastSeq >= reports {
+		if applied && err == nil && states[streamTasks].Messages == 0 &&
+			states[streamReports].Writes-before[streamReports].Writes >= reports {
 			mark.done = time.Since(start)
 			return mark, states, nil
 		}
 		if progress != nil && states != nil && time.Since(lastSay) >= 10*time.Second {
 			lastSay = time.Now()
 			fmt.Fprintf(progress, "  … %.0fs: backlog %d+%d, reports %d of %d, open tasks %d, consumers on %s %d\n",
-				time.Since(start).Seconds(), journal, events, states[streamReports].LastSeq-before[streamReports].LastSeq,
-				reports, states[streamTasks].Msgs, streamEvents, states[streamEvents].Consumers)
+				time.Since(start).Seconds(), journal, events, states[streamReports].Writes-before[streamReports].Writes,
+				reports, states[streamTasks].Messages, streamEvents, states[streamEvents].Consumers)
 		}
 		select {
 		case <-ctx.Done():
