@@ -121,7 +121,7 @@ func (n *natsProc) waitPorts(timeout time.Duration) error {
 		return err == nil && json.Unmarshal(b, &ports) == nil && len(ports.Nats) > 0 || !n.Running()
 	})
 	if !n.Running() {
-		if line := lastLine(n.Output(), "address already in use"); line != "" {
+		if line := servetest.BindFailure(n.Output()); line != "" {
 			return fmt.Errorf("%s: %w: %s", n.Name(), errPortTaken, line)
 		}
 		return fmt.Errorf("%s exited while starting", n.Name())
@@ -133,20 +133,6 @@ func (n *natsProc) waitPorts(timeout time.Duration) error {
 	_, port, _ := strings.Cut(strings.TrimPrefix(n.url, "nats://"), ":")
 	n.SetArg("-p", port)
 	return nil
-}
-
-// lastLine returns the last line of out that contains s.
-func lastLine(out, s string) string {
-	i := strings.LastIndex(out, s)
-	if i < 0 {
-		return ""
-	}
-	start := strings.LastIndexByte(out[:i], '\n') + 1
-	end := strings.IndexByte(out[i:], '\n')
-	if end < 0 {
-		return out[start:]
-	}
-	return out[start : i+end]
 }
 
 // waitJetStream waits until the server answers JetStream API requests.

@@ -320,7 +320,7 @@ func (s *Server) waitReady(timeout time.Duration) error {
 		case <-s.exited:
 			// livekit-server prints the error and exits 0.
 			log, _ := os.ReadFile(s.LogPath)
-			if line := lastLine(string(log), "address already in use"); line != "" {
+			if line := servetest.BindFailure(string(log)); line != "" {
 				return fmt.Errorf("%w: %s", errPortTaken, line)
 			}
 			return fmt.Errorf("livekit-server exited before becoming ready: %v", s.exitErr)
@@ -394,20 +394,6 @@ func (s *Server) LogTail(n int) string {
 func (s *Server) logTail(t testing.TB, n int) {
 	t.Helper()
 	t.Logf("lkserver: last %d lines of %s:\n%s", n, s.LogPath, s.LogTail(n))
-}
-
-// lastLine returns the last line of out that contains sub.
-func lastLine(out, sub string) string {
-	i := strings.LastIndex(out, sub)
-	if i < 0 {
-		return ""
-	}
-	start := strings.LastIndexByte(out[:i], '\n') + 1
-	end := strings.IndexByte(out[i:], '\n')
-	if end < 0 {
-		return out[start:]
-	}
-	return out[start : i+end]
 }
 
 // RoomService returns a RoomService client for the server.

@@ -244,3 +244,20 @@ func (p *Proc) dumpLog(n int) {
 	}
 	p.t.Logf("%s log (%s), last %d warning/error/other lines:\n%s", p.name, p.log.Name(), len(keep), strings.Join(keep, "\n"))
 }
+
+// BindFailure returns the last line of a process's output that says its
+// port was taken ("address already in use"), or "": a harness that had to
+// pick a port in advance then starts again on another one.
+func BindFailure(out string) string {
+	const sub = "address already in use"
+	i := strings.LastIndex(out, sub)
+	if i < 0 {
+		return ""
+	}
+	start := strings.LastIndexByte(out[:i], '\n') + 1
+	end := strings.IndexByte(out[i:], '\n')
+	if end < 0 {
+		return out[start:]
+	}
+	return out[start : i+end]
+}
