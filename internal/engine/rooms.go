@@ -204,8 +204,9 @@ func (rec *Room) isOpen() bool { return rec.State.RoomSID != "" && !rec.Delivere
 const openIndexBuilt = "meta.built"
 
 // orphanAfter is how old an open-index entry without a record must be to
-// be removed: younger, its record may be about to be created.
-const orphanAfter = time.Hour
+// be removed: younger, its record may be about to be created. Tests
+// shorten it.
+var orphanAfter = time.Hour
 
 // markOpen adds key to the open rooms index.
 func (r *Rooms) markOpen(ctx context.Context, key string) error {
