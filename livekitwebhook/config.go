@@ -70,6 +70,12 @@ type Config struct {
 	FinalizeGrace string `json:"finalize_grace" default:"10s"`
 	// MaxSessionAge closes sessions that never got room_finished as expired.
 	MaxSessionAge string `json:"max_session_age" default:"24h"`
+	// RecordTTL is how long a room's record, its name and session index
+	// entries and its Beluga mapping live after their last write. Empty:
+	// the larger of 7 days and 2 × (max_session_age + dedupe_window). It
+	// must exceed max_session_age + dedupe_window: an open room is closed,
+	// and its late duplicates recognised, before its state expires.
+	RecordTTL string `json:"record_ttl"`
 	// MaxAttempts of a failing processing step or hook before dead-lettering.
 	MaxAttempts int `json:"max_attempts" default:"8" min:"1"`
 	// Workers process events concurrently (per-room order is kept).
@@ -174,7 +180,13 @@ func (c *Config) mergeLiveKitEnv() {
 
 // durations is Config's duration fields, parsed.
 type durations struct {
-	leeway, dedupe, accept, retryAfter, grace, maxAge time.Duration
+	leeway, dedupe, accept, retryAfter, grace, maxAge, recordTTL time.Duration
+}
+
+// defaultRecordTTL is record_ttl when unset: a week, or twice what a room
+// and its duplicates can last if that is longer.
+func defaultRecordTTL(maxAge, dedupe time.Duration) time.Duration {
+	return max(7*24*time.Hour, 2*(maxAge+dedupe))
 }
 
 // durations parses the duration fields of a Config with defaults applied.
@@ -195,6 +207,14 @@ func (c Config) durations() (durations, error) {
 	parse("retry_after", c.RetryAfter, &d.retryAfter)
 	parse("finalize_grace", c.FinalizeGrace, &d.grace)
 	parse("max_session_age", c.MaxSessionAge, &d.maxAge)
+	d.recordTTL = defaultRecordTTL(d.maxAge, d.dedupe)
+	if c.RecordTTL != "" {
+		parse("record_ttl", c.RecordTTL, &d.recordTTL)
+		if len(errs) == 0 && d.recordTTL <= d.maxAge+d.dedupe {
+			errs = append(errs, fmt.Errorf("record_ttl: %s must exceed max_session_age + dedupe_window (%s)",
+				d.recordTTL, d.maxAge+d.dedupe))
+		}
+	}
 	return d, errors.Join(errs...)
 }
 

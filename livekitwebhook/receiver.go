@@ -177,6 +177,7 @@ func (r *Receiver) start(ctx context.Context) error {
 		DataDir:         r.cfg.DataDir,
 		Replicas:        r.cfg.Replicas,
 		DedupeWindow:    r.d.dedupe,
+		RecordTTL:       r.d.recordTTL,
 		AcceptBound:     r.d.accept,
 		Logger:          r.log,
 		MaxMessageBytes: r.cfg.MaxBodyBytes,

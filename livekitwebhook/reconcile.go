@@ -106,7 +106,7 @@ func (c *reconciler) pass(ctx context.Context) ReconcileStatus {
 	}
 	known := map[string]bool{}
 	cutoff := time.Now().Add(-c.minAge).UnixMilli()
-	err = p.rooms.Each(ctx, func(rec *roomRecord) error {
+	err = p.rooms.EachOpen(ctx, func(rec *roomRecord) error {
 		known[rec.State.RoomSID] = true
 		if rec.Reported || rec.State.Finished() || open[rec.State.RoomSID] != nil || rec.FirstSeenMs > cutoff {
 			return nil

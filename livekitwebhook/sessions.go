@@ -14,7 +14,7 @@ func (r *Receiver) ActiveSessions(ctx context.Context) ([]Session, error) {
 		return nil, ErrEngineUnavailable
 	}
 	out := []Session{}
-	err := eng.Rooms.Each(ctx, func(rec *roomRecord) error {
+	err := eng.Rooms.EachOpen(ctx, func(rec *roomRecord) error {
 		if !rec.Reported {
 			out = append(out, sessionOf(rec.State.Session()))
 		}

@@ -32,7 +32,7 @@ func every(ctx context.Context, interval time.Duration, f func()) {
 
 func (p *processor) sweepOnce(ctx context.Context) error {
 	deadline := time.Now().Add(-p.r.d.maxAge).UnixMilli()
-	return p.rooms.Each(ctx, func(rec *roomRecord) error {
+	return p.rooms.EachOpen(ctx, func(rec *roomRecord) error {
 		if rec.Reported || rec.State.Finished() || rec.FirstSeenMs > deadline {
 			return nil
 		}

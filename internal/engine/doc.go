@@ -21,9 +21,10 @@
 //	LKWH_TASKS    lkwh.tasks.<kind>.<sid> finalize timers (work queue)
 //	LKWH_REPORTS  lkwh.reports.<session>  final session reports for downstream consumers
 //	LKWH_DLQ      lkwh.dlq.<event>        dead letters, with their last error
-//	KV lkwh_rooms    room sid -> lifecycle state (compare-and-set)
-//	KV lkwh_names    room name -> current room sid, session id -> room sid,
+//	KV lkwh_rooms    room sid -> lifecycle state (compare-and-set)              TTL RecordTTL
+//	KV lkwh_names    room name -> current room sid, session id -> room sid,     TTL RecordTTL
 //	                 room name -> room sid whose room_finished was processed (watched)
-//	KV lkwh_reports  room sid -> final report
-//	KV lkwh_beluga   backend session id -> Beluga session id
+//	KV lkwh_reports  room sid -> final report                                   TTL ReportRetention
+//	KV lkwh_beluga   backend session id -> Beluga session id                    TTL RecordTTL
+//	KV lkwh_open     room key -> "" while the room is not delivered (Rooms.EachOpen)
 package engine

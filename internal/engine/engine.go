@@ -36,6 +36,11 @@ type Config struct {
 	Retention time.Duration
 	// ReportRetention is how long final reports are kept.
 	ReportRetention time.Duration
+	// RecordTTL is how long an entry of the rooms, names and Beluga
+	// buckets lives after its last write (default: a week, or twice
+	// DedupeWindow if longer). It must outlast a room's open life: the
+	// caller keeps it above its max session age.
+	RecordTTL time.Duration
 	// MaxMessageBytes is the largest event body to store; the embedded
 	// server's max payload is raised to fit it (plus headers). An external
 	// server's own max_payload is reported by MaxPayload.
@@ -56,6 +61,9 @@ func (c *Config) defaults() {
 	}
 	if c.Retention < c.DedupeWindow {
 		c.Retention = max(7*24*time.Hour, c.DedupeWindow)
+	}
+	if c.RecordTTL <= 0 {
+		c.RecordTTL = max(7*24*time.Hour, 2*c.DedupeWindow)
 	}
 	if c.ReportRetention <= 0 {
 		c.ReportRetention = 30 * 24 * time.Hour
@@ -82,7 +90,7 @@ type Engine struct {
 	js  jetstream.JetStream
 
 	journal, events, tasks, reports, dlq jetstream.Stream
-	rooms, names, reportKV, beluga       jetstream.KeyValue
+	rooms, names, reportKV, beluga, open jetstream.KeyValue
 
 	// The typed repositories: the only way the rest of the module reads
 	// or writes the store.
@@ -276,10 +284,16 @@ func (e *Engine) provision(ctx context.Context) error {
 		dst *jetstream.KeyValue
 		cfg jetstream.KeyValueConfig
 	}{
-		{&e.rooms, jetstream.KeyValueConfig{Bucket: BucketRooms, Storage: jetstream.FileStorage, Replicas: r}},
-		{&e.names, jetstream.KeyValueConfig{Bucket: BucketNames, Storage: jetstream.FileStorage, Replicas: r}},
+		// A TTL (the stream's MaxAge, which an update changes on an
+		// existing bucket too) bounds what history keeps. An entry gets a
+		// fresh one on every write, so an open room's record lives on.
+		{&e.rooms, jetstream.KeyValueConfig{Bucket: BucketRooms, Storage: jetstream.FileStorage, Replicas: r, TTL: e.cfg.RecordTTL}},
+		{&e.names, jetstream.KeyValueConfig{Bucket: BucketNames, Storage: jetstream.FileStorage, Replicas: r, TTL: e.cfg.RecordTTL}},
 		{&e.reportKV, jetstream.KeyValueConfig{Bucket: BucketReports, Storage: jetstream.FileStorage, Replicas: r, TTL: e.cfg.ReportRetention}},
-		{&e.beluga, jetstream.KeyValueConfig{Bucket: BucketBeluga, Storage: jetstream.FileStorage, Replicas: r}},
+		{&e.beluga, jetstream.KeyValueConfig{Bucket: BucketBeluga, Storage: jetstream.FileStorage, Replicas: r, TTL: e.cfg.RecordTTL}},
+		// No TTL: entries leave when their room is delivered, or when
+		// found without a record (see Rooms.EachOpen).
+		{&e.open, jetstream.KeyValueConfig{Bucket: BucketOpen, Storage: jetstream.FileStorage, Replicas: r}},
 	}
 	for _, b := range buckets {
 		kv, err := Bounded(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
@@ -290,8 +304,17 @@ func (e *Engine) provision(ctx context.Context) error {
 		}
 		*b.dst = kv
 	}
-	e.Rooms = &Rooms{kv: e.rooms}
-	e.Names = &Names{kv: e.names}
+	openStream, err := Bounded(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+		return e.js.Stream(ctx, "KV_"+BucketOpen)
+	})
+	if err != nil {
+		return fmt.Errorf("%w: bucket %s: %w", ErrUnavailable, BucketOpen, err)
+	}
+	e.Rooms = &Rooms{kv: e.rooms, open: e.open, openStream: openStream}
+	if err := e.Rooms.buildOpenIndex(ctx, e.cfg.Logger); err != nil {
+		return fmt.Errorf("%w: open rooms index: %w", ErrUnavailable, err)
+	}
+	e.Names = &Names{kv: e.names, rooms: e.Rooms}
 	e.Beluga = &BelugaMap{kv: e.beluga}
 	e.Tasks = &Tasks{js: e.js, stream: e.tasks}
 	e.Reports = &Reports{js: e.js, kv: e.reportKV, stream: e.reports}

@@ -22,6 +22,7 @@ const (
 	BucketNames   = "lkwh_names"
 	BucketReports = "lkwh_reports"
 	BucketBeluga  = "lkwh_beluga"
+	BucketOpen    = "lkwh_open"
 
 	ConsumerDistributor = "lkwh-distributor"
 	ConsumerProcessor   = "lkwh-processor"

@@ -15,17 +15,44 @@ import (
 )
 
 // Names is the names bucket: room name -> current room sid, and backend
-// session id -> room sid.
-type Names struct{ kv jetstream.KeyValue }
+// session id -> room sid. Without a correlator a room's session id is its
+// name, so "room.<name>" answers for the session too and "session.<id>"
+// is written only for a session id that differs from its room's name (or
+// to keep an older session findable, see Index).
+type Names struct {
+	kv    jetstream.KeyValue
+	rooms *Rooms
+}
 
 // RoomSID returns the current room sid of a room name (ok false: unknown).
 func (n *Names) RoomSID(ctx context.Context, roomName string) (sid string, ok bool, err error) {
 	return n.get(ctx, "room.", roomName)
 }
 
-// SessionRoomSID returns the room sid of a backend session id.
+// SessionRoomSID returns the room sid of the latest session with a backend
+// session id: its own entry, else the room named like it if that room's
+// session id is the name.
 func (n *Names) SessionRoomSID(ctx context.Context, sessionID string) (sid string, ok bool, err error) {
-	return n.get(ctx, "session.", sessionID)
+	if sid, ok, err = n.get(ctx, "session.", sessionID); ok || err != nil {
+		return sid, ok, err
+	}
+	if sid, ok, err = n.RoomSID(ctx, sessionID); !ok || err != nil {
+		return "", false, err
+	}
+	if named, err := n.namedSession(ctx, sid, sessionID); !named || err != nil {
+		return "", false, err
+	}
+	return sid, true, nil
+}
+
+// namedSession reports whether the record of room sid has session id id.
+func (n *Names) namedSession(ctx context.Context, sid, id string) (bool, error) {
+	key, err := n.rooms.Key(ctx, sid)
+	if err != nil {
+		return false, err
+	}
+	rec, _, err := n.rooms.Get(ctx, key)
+	return rec != nil && rec.State.SessionID == id, err
 }
 
 func (n *Names) get(ctx context.Context, prefix, name string) (string, bool, error) {
@@ -41,12 +68,48 @@ func (n *Names) get(ctx context.Context, prefix, name string) (string, bool, err
 }
 
 // Index records room name -> sid and session id -> sid. The caller writes
-// it only when they change (a room seen first, or remapped).
+// it only when they change (a room seen first, or remapped), before the
+// room's record, so that a room's record is never stored without them.
+//
+// A session id equal to the room name is served by "room.<name>" (see
+// SessionRoomSID): its own entry is written only if one exists already
+// and names another room (it would shadow the room entry). Before
+// "room.<name>" moves to a room whose session id differs, the session it
+// served keeps its answer in an entry of its own.
 func (n *Names) Index(ctx context.Context, roomName, sessionID, sid string) error {
+	if sessionID == roomName {
+		if err := n.putIfChanged(ctx, "session.", sessionID, sid, true); err != nil {
+			return err
+		}
+	} else if prev, ok, err := n.RoomSID(ctx, roomName); err != nil {
+		return err
+	} else if ok && prev != sid {
+		named, err := n.namedSession(ctx, prev, roomName)
+		if err == nil && named {
+			err = n.putIfChanged(ctx, "session.", roomName, prev, false)
+		}
+		if err != nil {
+			return err
+		}
+	}
 	if _, err := n.kv.Put(ctx, "room."+Key(roomName), []byte(sid)); err != nil {
 		return err
 	}
+	if sessionID == roomName {
+		return nil
+	}
 	_, err := n.kv.Put(ctx, "session."+Key(sessionID), []byte(sid))
+	return err
+}
+
+// putIfChanged writes prefix+name = sid unless it holds sid already; with
+// onlyIfPresent, not when absent either.
+func (n *Names) putIfChanged(ctx context.Context, prefix, name, sid string, onlyIfPresent bool) error {
+	cur, ok, err := n.get(ctx, prefix, name)
+	if err != nil || cur == sid || (!ok && onlyIfPresent) {
+		return err
+	}
+	_, err = n.kv.Put(ctx, prefix+Key(name), []byte(sid))
 	return err
 }
 

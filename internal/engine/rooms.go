@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -85,7 +87,16 @@ func (h HookNames) Without(done HookNames) HookNames {
 
 // Rooms is the rooms bucket: room records by key (see Rooms.Key), written
 // with compare-and-set.
-type Rooms struct{ kv jetstream.KeyValue }
+type Rooms struct {
+	kv jetstream.KeyValue
+	// open is the open rooms index: a key per room record not yet
+	// delivered (value empty), written before the record is created.
+	open       jetstream.KeyValue
+	openStream jetstream.Stream
+	// beforeCreate, set by this package's tests, runs between the index
+	// write and the record's creation.
+	beforeCreate func(key string) error
+}
 
 // Key is the key the record of room sid lives at (its legacy key if only
 // that holds it, see Lookup).
@@ -115,10 +126,49 @@ func (r *Rooms) Get(ctx context.Context, key string) (*Room, uint64, error) {
 	return &rec, e.Revision(), nil
 }
 
-// Each calls f for every room record (records without a room, kept only
-// for once-only hooks of roomless events, are skipped). A record deleted
-// while listing is skipped; f's error stops the walk.
-func (r *Rooms) Each(ctx context.Context, f func(rec *Room) error) error {
+// EachOpen calls f for every room record not yet delivered, read through
+// the open rooms index, so its cost follows open rooms, not history. An
+// index entry whose room was delivered, or whose record is long gone (a
+// crash between the two writes, or a record expired), is removed when
+// seen. f's error stops the walk.
+func (r *Rooms) EachOpen(ctx context.Context, f func(rec *Room) error) error {
+	lister, err := r.open.ListKeys(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer func() { _ = lister.Stop() }()
+	for key := range lister.Keys() {
+		if key == openIndexBuilt {
+			continue
+		}
+		rec, _, err := r.Get(ctx, key)
+		if err != nil {
+			return err
+		}
+		switch {
+		case rec == nil:
+			if err := r.dropOrphan(ctx, key); err != nil {
+				return err
+			}
+		case rec.Delivered:
+			if err := r.unmarkOpen(ctx, key); err != nil {
+				return err
+			}
+		case rec.State.RoomSID != "":
+			if err := f(rec); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// each calls f for every record of the bucket, whatever its state: a scan
+// of all history, kept for building the open rooms index once.
+func (r *Rooms) each(ctx context.Context, f func(key string, rec *Room) error) error {
 	lister, err := r.kv.ListKeys(ctx)
 	if errors.Is(err, jetstream.ErrNoKeysFound) {
 		return nil
@@ -135,14 +185,87 @@ func (r *Rooms) Each(ctx context.Context, f func(rec *Room) error) error {
 		if err != nil {
 			return err
 		}
-		if rec == nil || rec.State.RoomSID == "" {
-			continue
+		if rec == nil {
+			continue // deleted while listing
 		}
-		if err := f(rec); err != nil {
+		if err := f(key, rec); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// isOpen: the record belongs in the open rooms index (a room, not yet
+// delivered; records of roomless events are not rooms).
+func (rec *Room) isOpen() bool { return rec.State.RoomSID != "" && !rec.Delivered }
+
+// openIndexBuilt marks the open rooms index as complete. Room keys never
+// contain a dot (see Key), so it cannot name a room.
+const openIndexBuilt = "meta.built"
+
+// orphanAfter is how old an open-index entry without a record must be to
+// be removed: younger, its record may be about to be created. Tests
+// shorten it.
+var orphanAfter = time.Hour
+
+// markOpen adds key to the open rooms index.
+func (r *Rooms) markOpen(ctx context.Context, key string) error {
+	_, err := r.open.Put(ctx, key, nil)
+	return err
+}
+
+// unmarkOpen removes key from the open rooms index. A purge of its subject
+// rather than a KV delete: a delete leaves a marker that every listing
+// would still read.
+func (r *Rooms) unmarkOpen(ctx context.Context, key string) error {
+	err := r.openStream.Purge(ctx, jetstream.WithPurgeSubject("$KV."+BucketOpen+"."+key))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	return err
+}
+
+// dropOrphan removes the index entry of a record that does not exist, if
+// the entry is old enough that no write of the record is under way.
+func (r *Rooms) dropOrphan(ctx context.Context, key string) error {
+	e, err := r.open.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil || time.Since(e.Created()) < orphanAfter {
+		return err
+	}
+	return r.unmarkOpen(ctx, key)
+}
+
+// buildOpenIndex fills the open rooms index from a scan of every record,
+// once: the first start of a version that keeps the index, on a store
+// written by one that did not.
+func (r *Rooms) buildOpenIndex(ctx context.Context, log *slog.Logger) error {
+	_, err := r.open.Get(ctx, openIndexBuilt)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return err
+	}
+	scanned, open := 0, 0
+	err = r.each(ctx, func(key string, rec *Room) error {
+		scanned++
+		if !rec.isOpen() {
+			return nil
+		}
+		open++
+		return r.markOpen(ctx, key)
+	})
+	if err != nil {
+		return err
+	}
+	if scanned > 0 {
+		log.Info("built the open rooms index from every stored record", "records", scanned, "open_rooms", open)
+	}
+	_, err = r.open.Put(ctx, openIndexBuilt, nil)
+	return err
 }
 
 // ErrConflict means another worker or replica wrote the key first: reload
@@ -199,6 +322,19 @@ func (r *Rooms) Update(ctx context.Context, key string, cache *RoomCache, f func
 			}
 			return cur, err
 		}
+		if cur == nil && next.isOpen() {
+			// Indexed before it exists: a crash in between leaves an entry
+			// without a record (skipped, later removed), never an open
+			// room missing from the index.
+			if err := r.markOpen(ctx, key); err != nil {
+				return nil, err
+			}
+			if r.beforeCreate != nil {
+				if err := r.beforeCreate(key); err != nil {
+					return nil, err
+				}
+			}
+		}
 		nrev, err := r.put(ctx, key, next, rev)
 		if errors.Is(err, ErrConflict) {
 			cache.Drop(key)
@@ -209,6 +345,10 @@ func (r *Rooms) Update(ctx context.Context, key string, cache *RoomCache, f func
 			return nil, err
 		}
 		cache.Put(key, next, nrev)
+		if next.Delivered && (cur == nil || !cur.Delivered) {
+			// Best effort: an entry left behind is removed when listed.
+			_ = r.unmarkOpen(ctx, key)
+		}
 		return next, nil
 	}
 }
