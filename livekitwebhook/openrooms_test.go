@@ -2,7 +2,6 @@ package livekitwebhook
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -10,24 +9,16 @@ import (
 	"time"
 
 	"github.com/livekit/protocol/livekit"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine/enginetest"
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/lifecycle"
 )
 
 // openIndexKeys lists the open rooms index (its completion marker aside).
 func openIndexKeys(t testing.TB, eng *engine.Engine) []string {
 	t.Helper()
-	ctx := context.Background()
-	kv, err := eng.JetStream().KeyValue(ctx, engine.BucketOpen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := kv.Keys(ctx)
-	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
-		t.Fatal(err)
-	}
+	keys := enginetest.Keys(t, eng, engine.BucketOpen)
 	var out []string
 	for _, k := range keys {
 		if !strings.HasPrefix(k, "meta.") {

@@ -7,6 +7,7 @@ package enginetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -190,4 +191,14 @@ func BaselineLoop(b testing.TB, ctx context.Context, eng *engine.Engine, n, keys
 	}
 	wg.Wait()
 	return rate
+}
+
+// Keys lists the keys of a KV bucket (none is an empty list, not an error).
+func Keys(t testing.TB, eng *engine.Engine, bucket string) []string {
+	t.Helper()
+	keys, err := KV(t, eng, bucket).Keys(context.Background())
+	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
+		t.Fatal(err)
+	}
+	return keys
 }
