@@ -35,21 +35,21 @@ func (p *processor) deadLetter(ctx context.Context, m pipeline.Message, name str
 		return errors.New("livekitwebhook: dead letter: not a stored message")
 	}
 	if err := p.eng.DeadLetters.Put(ctx, msg, name, id, cause, attempts); err != nil {
-		p.r.log.Error("dead letter not stored, will retry", "event_id", id, "error", err.Error())
+		p.log.Error("dead letter not stored, will retry", "event_id", id, "error", err.Error())
 		return err
 	}
-	p.r.deadLettered(ctx, name, id, ev, cause, attempts)
+	p.deadLettered(ctx, name, id, ev, cause, attempts)
 	return nil
 }
 
-// deadLettered accounts for an event stored in the DLQ, by the processor or
-// by the journal's distributor: the metric, the log and OnError (ev is nil
-// for a report or an event that could not be decoded).
-func (r *Receiver) deadLettered(ctx context.Context, name, id string, ev *livekit.WebhookEvent, cause error, attempts int) {
-	r.tel.deadLetters.Add(ctx, 1, label("event", eventLabel(name)))
-	r.log.Error("event dead-lettered", withTrace(ctx, []any{"event", name, "event_id", id,
+// deadLettered accounts for an event stored in the DLQ, by the processor's
+// chains or by the journal's distributor: the metric, the log and OnError
+// (ev is nil for a report or an event that could not be decoded).
+func (p *processor) deadLettered(ctx context.Context, name, id string, ev *livekit.WebhookEvent, cause error, attempts int) {
+	p.tel.deadLetters.Add(ctx, 1, label("event", eventLabel(name)))
+	p.log.Error("event dead-lettered", withTrace(ctx, []any{"event", name, "event_id", id,
 		"attempts", attempts, "error", cause.Error()})...)
-	r.callOnError(ctx, ev, fmt.Errorf("dead-lettered after %d attempts: %w", attempts, cause))
+	p.hooks.onError(ctx, ev, fmt.Errorf("dead-lettered after %d attempts: %w", attempts, cause))
 }
 
 // decodeOrNil decodes a stored event body, or returns nil.

@@ -44,7 +44,7 @@ func (p *processor) scheduleFinalize(ctx context.Context, rec *roomRecord, kind 
 func (p *processor) scheduleTask(ctx context.Context, rec *roomRecord, t task) error {
 	t.SID = rec.State.RoomSID
 	hdr := propagation.MapCarrier{}
-	p.r.tel.propagator.Inject(ctx, hdr)
+	p.tel.propagator.Inject(ctx, hdr)
 	return p.eng.Tasks.Schedule(ctx, t, hdr)
 }
 
@@ -94,9 +94,9 @@ func (p *processor) handleTask(ctx context.Context, m pipeline.Message) error {
 func (p *processor) reportRetried(ctx context.Context, m pipeline.Message, err error, _ time.Duration) {
 	var t task
 	_ = json.Unmarshal(m.Data(), &t)
-	p.r.tel.retries.Add(ctx, 1, label("event", eventSessionReport))
-	p.r.callOnError(ctx, nil, err)
-	p.r.log.Warn("session report failed, will retry", "room_sid", t.SID, "attempt", m.Attempt(), "error", err.Error())
+	p.tel.retries.Add(ctx, 1, label("event", eventSessionReport))
+	p.hooks.onError(ctx, nil, err)
+	p.log.Warn("session report failed, will retry", "room_sid", t.SID, "attempt", m.Attempt(), "error", err.Error())
 }
 
 // deadLetterReport is the tasks chain's dead-letter sink.
@@ -138,14 +138,14 @@ func (p *processor) finalize(ctx context.Context, t task, cache *recordCache) (e
 			}
 			reason := t.Reason
 			if reason == "" {
-				reason = fmt.Sprintf("no room_finished within %s", p.r.d.maxAge)
+				reason = fmt.Sprintf("no room_finished within %s", p.d.maxAge)
 			}
 			next.State = lifecycle.Expire(cur.State, end, reason)
 			closedActive = cur.State.ActiveParticipants()
 		}
 		report := next.State.Session()
 		next.Reported, next.Report = true, &report
-		next.EndedPending = p.r.hooks.endedNames()
+		next.EndedPending = p.hooks.endedNames()
 		won = true
 		return &next, nil
 	})
@@ -156,7 +156,7 @@ func (p *processor) finalize(ctx context.Context, t task, cache *recordCache) (e
 	if won {
 		p.recordReportMetrics(ctx, rec.Report, closedActive)
 		if t.Reason == reconcileReason && rec.Report.Disposition == DispositionExpired {
-			p.r.tel.reconcileClosed.Add(ctx, 1)
+			p.tel.reconcileClosed.Add(ctx, 1)
 		}
 	}
 	return p.deliver(ctx, t.Key, rec, cache)
@@ -256,7 +256,7 @@ func (p *processor) deliver(ctx context.Context, key string, rec *roomRecord, ca
 		return err
 	}
 	rep := reportOf(*r)
-	if err := p.r.finishBelugaSession(ctx, rep); err != nil {
+	if err := p.beluga.finish(ctx, rep); err != nil {
 		return fmt.Errorf("beluga session: %w", err)
 	}
 	// failed: a hook returned an error (retried); unknown: a name no hook
@@ -264,7 +264,7 @@ func (p *processor) deliver(ctx context.Context, key string, rec *roomRecord, ca
 	var failed, unknown error
 	var done hookNames
 	for _, name := range rec.EndedPending {
-		h, err := p.r.hooks.endedHook(name)
+		h, err := p.hooks.endedHook(name)
 		if err != nil {
 			unknown = cmp.Or(unknown, err)
 			continue
@@ -294,7 +294,7 @@ func (p *processor) callEnded(ctx context.Context, h endedHook, r Report) error 
 }
 
 func (p *processor) recordReportMetrics(ctx context.Context, r *lifecycle.Session, closedActive int) {
-	tel := p.r.tel
+	tel := p.tel
 	tel.activeSess.Add(ctx, -1)
 	tel.reports.Add(ctx, 1, label("disposition", r.Disposition))
 	tel.sessDuration.Record(ctx, r.DurationSeconds, label("disposition", r.Disposition))
@@ -304,6 +304,6 @@ func (p *processor) recordReportMetrics(ctx context.Context, r *lifecycle.Sessio
 	if closedActive > 0 {
 		tel.activePart.Add(ctx, -int64(closedActive))
 	}
-	p.r.log.Info("session ended", "session_id", r.SessionID, "room_sid", r.RoomSID, "room_name", r.RoomName,
+	p.log.Info("session ended", "session_id", r.SessionID, "room_sid", r.RoomSID, "room_name", r.RoomName,
 		"disposition", r.Disposition, "duration_seconds", r.DurationSeconds, "participant_seconds", r.ParticipantSeconds)
 }

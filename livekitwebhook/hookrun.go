@@ -24,7 +24,7 @@ func (p *processor) runHooks(ctx context.Context, key, id string, ev *livekit.We
 	var done hookNames
 	var firstErr error
 	for _, name := range pending {
-		h, err := p.r.hooks.eventHook(name, ev.Event)
+		h, err := p.hooks.eventHook(name, ev.Event)
 		if err == nil {
 			p.warnIfLegacy(name, h.name)
 			if err = p.callHook(ctx, h, ev, view); err != nil {
@@ -66,7 +66,7 @@ func (p *processor) runHooks(ctx context.Context, key, id string, ev *livekit.We
 // across the upgrade.
 func (p *processor) warnIfLegacy(recorded, hook string) {
 	if isLegacyName(recorded) {
-		p.r.log.Warn("hook call recorded by position by an older version; calling the hook at that position now",
+		p.log.Warn("hook call recorded by position by an older version; calling the hook at that position now",
 			"position", recorded[1:], "hook", hook)
 	}
 }

@@ -30,7 +30,7 @@ import (
 // and stop them through a context, never by closing a channel a consumer
 // may still be sending on.
 type processor struct {
-	r     *Receiver
+	processorDeps
 	eng   *engine.Engine
 	rooms *engine.Rooms
 
@@ -46,6 +46,7 @@ type processor struct {
 	tasks   *pipeline.Router
 	caches  []*recordCache   // one per event worker (pipeline.Worker)
 	hook    pipeline.Handler // one user hook call (see callHook)
+	beluga  belugaLink
 	consume []engine.Consumption
 
 	reconcile *reconciler // nil unless WithReconciler
@@ -66,15 +67,36 @@ const (
 	maxReportBackoff = 5 * time.Second
 )
 
-func newProcessor(r *Receiver, eng *engine.Engine) *processor {
-	return &processor{r: r, eng: eng, rooms: eng.Rooms}
+// processorDeps is what a processor uses besides its engine, handed down
+// by the Receiver that starts it: the processor never reaches back into
+// the Receiver.
+type processorDeps struct {
+	cfg   Config
+	d     durations
+	opts  options
+	tel   *telemetry
+	log   *slog.Logger
+	hooks hookTable
+	// correlator is how rooms map to backend sessions.
+	correlator Correlator
+	// interrupted outlives engine restarts (see Receiver.interrupted).
+	interrupted *engine.Interrupted
+	// quiet is intake's activity, which processing yields to.
+	quiet *intakeActivity
+}
+
+func newProcessor(deps processorDeps, eng *engine.Engine) *processor {
+	p := &processor{processorDeps: deps, eng: eng, rooms: eng.Rooms}
+	p.beluga = belugaLink{correlator: deps.correlator, sessions: deps.opts.sessions, store: eng.Beluga,
+		agentID: deps.cfg.BelugaAgentID, deleteSessions: deps.cfg.DeleteBelugaSessions}
+	return p
 }
 
 // chains builds the handler chains: what each kind of processing does,
 // wrapped in the same middleware. Trace goes first so that its span covers
 // retries' accounting and the dead-letter sink.
 func (p *processor) chains() (events, tasks pipeline.Handler) {
-	tel := p.r.tel
+	tel := p.tel
 	p.hook = pipeline.Chain(runHookCall,
 		pipeline.Trace(tel.tracer, spanHook, nil, trace.WithSpanKind(trace.SpanKindInternal)),
 		pipeline.Recover(),
@@ -83,7 +105,7 @@ func (p *processor) chains() (events, tasks pipeline.Handler) {
 	events = pipeline.Chain(p.handleEvent,
 		pipeline.Trace(tel.tracer, spanProcess, tel.propagator),
 		pipeline.Retry(pipeline.RetryPolicy{OnRetry: p.eventRetried}),
-		pipeline.DeadLetter(p.r.cfg.MaxAttempts, p.deadLetterEvent),
+		pipeline.DeadLetter(p.cfg.MaxAttempts, p.deadLetterEvent),
 		pipeline.Recover(),
 		pipeline.InProgress(heartbeat), // hooks may be slow
 	)
@@ -106,7 +128,7 @@ func (p *processor) chains() (events, tasks pipeline.Handler) {
 }
 
 func (p *processor) start(ctx context.Context) error {
-	n := p.r.cfg.Workers
+	n := p.cfg.Workers
 	runCtx, cancel := context.WithCancel(context.Background())
 	p.runCtx, p.cancel = runCtx, cancel
 	p.caches = make([]*recordCache, n)
@@ -116,9 +138,9 @@ func (p *processor) start(ctx context.Context) error {
 	events, tasks := p.chains()
 	p.events = pipeline.NewRouter(events, pipeline.WithWorkers(n), pipeline.WithYield(p.yieldToIntake))
 	p.tasks = pipeline.NewRouter(tasks, pipeline.WithWorkers(n))
-	onErr := func(err error) { p.r.log.Debug("consumer", "error", err) }
+	onErr := func(err error) { p.log.Debug("consumer", "error", err) }
 	cc, err := p.eng.Events.Consume(ctx, engine.ConsumeOptions{
-		AckWait: cmp.Or(p.r.opts.ackWait, ackWait), MaxAckPending: n * 256, Fetch: n * 4, OnError: onErr,
+		AckWait: cmp.Or(p.opts.ackWait, ackWait), MaxAckPending: n * 256, Fetch: n * 4, OnError: onErr,
 	}, func(msg *engine.Msg) { p.dispatch(p.events, msg.RoomKey(), msg) })
 	if err != nil {
 		p.stopWorkers()
@@ -137,16 +159,16 @@ func (p *processor) start(ctx context.Context) error {
 	dc, err := p.eng.StartDistributor(runCtx, engine.DistributeOptions{
 		Yield: p.yieldToIntake,
 		Duplicate: func(engine.Accepted) {
-			p.r.tel.duplicates.Add(runCtx, 1, label("stage", "store"))
+			p.tel.duplicates.Add(runCtx, 1, label("stage", "store"))
 		},
 		Failed: func(err error) {
-			p.r.log.Warn("journal distribution failed, will retry", "error", err.Error())
+			p.log.Warn("journal distribution failed, will retry", "error", err.Error())
 		},
 		DeadLettered: func(a engine.Accepted, cause error, attempts int) {
-			p.r.deadLettered(runCtx, a.Event, a.ID, decodeOrNil(a.Body), cause, attempts)
+			p.deadLettered(runCtx, a.Event, a.ID, decodeOrNil(a.Body), cause, attempts)
 		},
-		MaxAttempts: p.r.cfg.MaxAttempts,
-		Interrupted: &p.r.interrupted,
+		MaxAttempts: p.cfg.MaxAttempts,
+		Interrupted: p.interrupted,
 		Lane:        &p.lane,
 	})
 	if err != nil {
@@ -161,7 +183,7 @@ func (p *processor) start(ctx context.Context) error {
 		defer p.wg.Done()
 		p.sweep(runCtx)
 	}()
-	if o := p.r.opts; o.lister != nil {
+	if o := p.opts; o.lister != nil {
 		every := o.reconcileEvery
 		if every <= 0 {
 			every = time.Minute
@@ -170,7 +192,8 @@ func (p *processor) start(ctx context.Context) error {
 		if delay <= 0 {
 			delay = DefaultReconcileCloseDelay
 		}
-		p.reconcile = &reconciler{r: p.r, lister: o.lister, interval: every, minAge: min(every, time.Minute), closeDelay: delay}
+		p.reconcile = &reconciler{log: p.log, tel: p.tel, rooms: p.rooms, schedule: p.scheduleTask,
+			lister: o.lister, interval: every, minAge: min(every, time.Minute), closeDelay: delay}
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
@@ -189,7 +212,7 @@ const maxYield = 250 * time.Millisecond
 // events after 30 s; processing only lags, and catches up once the burst is
 // over.
 func (p *processor) yieldToIntake(ctx context.Context) {
-	p.r.answering.waitQuiet(ctx, maxYield)
+	p.quiet.waitQuiet(ctx, maxYield)
 }
 
 // dispatch hands a consumed message to its router's worker for key. A
@@ -237,7 +260,7 @@ func (p *processor) stop(ctx context.Context) {
 	routers.Wait()
 	p.cancel() // the distributor, the sweeper and the reconciler stop here
 	if unfinished.Load() || !waitCtx(ctx, &p.wg) {
-		p.r.log.Warn("processor stopped with work still running; unfinished events are redelivered")
+		p.log.Warn("processor stopped with work still running; unfinished events are redelivered")
 	}
 }
 
@@ -287,9 +310,9 @@ func (p *processor) handleEvent(ctx context.Context, m pipeline.Message) error {
 	// connection is applied alone, so that a loss is its own doing. Once its
 	// attempts are used up and its last one, alone, lost the connection too,
 	// applying it is what closes the connection: dead-letter it unapplied.
-	inter := &p.r.interrupted
+	inter := p.interrupted
 	part, suspect := inter.Of(key)
-	if suspect && part == handledAlone && attempt > p.r.cfg.MaxAttempts {
+	if suspect && part == handledAlone && attempt > p.cfg.MaxAttempts {
 		cause := fmt.Errorf("%w (%d deliveries)", engine.ErrConnectionLost, attempt-1)
 		if err := p.deadLetter(ctx, m, m.Header(engine.HeaderEvent), decodeOrNil(m.Data()), id, cause, attempt-1); err != nil {
 			return err
@@ -325,7 +348,7 @@ func (p *processor) handleEvent(ctx context.Context, m pipeline.Message) error {
 		span.SetAttributes(eventAttrs(ev)...)
 	}
 	err := p.apply(ctx, ev, id, span, p.cacheFor(ctx))
-	p.r.tel.procLatency.Record(ctx, time.Since(start).Seconds(), label("event", eventLabel(ev.Event)))
+	p.tel.procLatency.Record(ctx, time.Since(start).Seconds(), label("event", eventLabel(ev.Event)))
 	return err
 }
 
@@ -336,9 +359,9 @@ func (p *processor) eventRetried(ctx context.Context, m pipeline.Message, err er
 	if ev != nil {
 		name, id = ev.Event, cmp.Or(id, ev.Id)
 	}
-	p.r.callOnError(ctx, ev, err)
-	p.r.tel.retries.Add(ctx, 1, label("event", eventLabel(name)))
-	p.r.log.Warn("event failed, will retry", withTrace(ctx, []any{
+	p.hooks.onError(ctx, ev, err)
+	p.tel.retries.Add(ctx, 1, label("event", eventLabel(name)))
+	p.log.Warn("event failed, will retry", withTrace(ctx, []any{
 		"event", name, "event_id", id, "attempt", m.Attempt(), "error", err.Error()})...)
 }
 
@@ -415,7 +438,7 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 			*next = *cur
 			next.Pending = clonePending(cur.Pending)
 		}
-		if err := p.r.correlate(ctx, &next.State, ev); err != nil {
+		if err := p.beluga.correlate(ctx, &next.State, ev); err != nil {
 			return nil, err
 		}
 		// Metadata set after the room started can map a room that was
@@ -431,14 +454,14 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 		}
 		activeBefore = next.State.ActiveParticipants()
 		next.State, justApplied = lifecycle.Apply(next.State, ev)
-		if hooks := p.r.hooks.forEvent(ev.Event); justApplied && len(hooks) > 0 {
+		if hooks := p.hooks.forEvent(ev.Event); justApplied && len(hooks) > 0 {
 			if next.Pending == nil {
 				next.Pending = map[string]hookNames{}
 			}
 			next.Pending[id] = eventNames(hooks)
 		}
 		if next.State.Finished() && next.FinalizeDueMs == 0 {
-			next.FinalizeDueMs = time.Now().Add(p.r.d.grace).UnixMilli()
+			next.FinalizeDueMs = time.Now().Add(p.d.grace).UnixMilli()
 		}
 		return next, nil
 	})
@@ -446,8 +469,8 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 		return err
 	}
 	if late {
-		p.r.tel.lateEvents.Add(ctx, 1, label("event", eventLabel(ev.Event)))
-		p.r.log.Info("event after the session was reported", withTrace(ctx, []any{"event", ev.Event, "event_id", id, "room_sid", sid})...)
+		p.tel.lateEvents.Add(ctx, 1, label("event", eventLabel(ev.Event)))
+		p.log.Info("event after the session was reported", withTrace(ctx, []any{"event", ev.Event, "event_id", id, "room_sid", sid})...)
 		return nil
 	}
 	if rec == nil {
@@ -463,7 +486,7 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 		span.SetAttributes(attribute.String(attrBeluga, rec.State.BelugaSessionID))
 	}
 	if !justApplied {
-		p.r.tel.duplicates.Add(ctx, 1, label("stage", "process"))
+		p.tel.duplicates.Add(ctx, 1, label("stage", "process"))
 	} else {
 		p.afterApply(ctx, ev, rec, fresh, activeBefore)
 	}
@@ -485,13 +508,13 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 // afterApply updates the gauges that follow sessions and participants.
 func (p *processor) afterApply(ctx context.Context, ev *livekit.WebhookEvent, rec *roomRecord, fresh bool, activeBefore int) {
 	if fresh {
-		p.r.tel.activeSess.Add(ctx, 1)
+		p.tel.activeSess.Add(ctx, 1)
 	}
 	if d := rec.State.ActiveParticipants() - activeBefore; d != 0 {
-		p.r.tel.activePart.Add(ctx, int64(d))
+		p.tel.activePart.Add(ctx, int64(d))
 	}
-	if p.r.log.Enabled(ctx, slog.LevelDebug) {
-		p.r.log.Debug("event applied", withTrace(ctx, []any{"event", ev.Event, "event_id", ev.Id,
+	if p.log.Enabled(ctx, slog.LevelDebug) {
+		p.log.Debug("event applied", withTrace(ctx, []any{"event", ev.Event, "event_id", ev.Id,
 			"room_sid", rec.State.RoomSID, "session_id", rec.State.SessionID})...)
 	}
 }
@@ -504,7 +527,7 @@ func (p *processor) index(ctx context.Context, s *lifecycle.State) error {
 // applyRoomless handles events that name no room (agent jobs, some future
 // events): hooks only, with their own record for once-only calls.
 func (p *processor) applyRoomless(ctx context.Context, ev *livekit.WebhookEvent, id, key string) error {
-	hooks := p.r.hooks.forEvent(ev.Event)
+	hooks := p.hooks.forEvent(ev.Event)
 	if len(hooks) == 0 {
 		return nil
 	}
