@@ -8,6 +8,7 @@ import (
 
 	"github.com/livekit/protocol/livekit"
 	"github.com/lookatitude/beluga-ai/v2/core"
+	"github.com/lookatitude/beluga-ai/v2/runtime"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/lifecycle"
@@ -21,10 +22,20 @@ const (
 	StateKeyReport   = "livekit.report"
 )
 
+// belugaLink maps rooms to backend sessions and keeps their Beluga
+// sessions: what event application and reports need of the Beluga wiring.
+type belugaLink struct {
+	correlator     Correlator
+	sessions       runtime.SessionService // nil: no Beluga sessions
+	store          *engine.BelugaMap      // backend session id -> Beluga session id
+	agentID        string
+	deleteSessions bool
+}
+
 // correlate sets the session id (and Beluga session) of a state the first
 // time its room is seen, and again while it is unmapped and an event brings
 // room metadata that may map it.
-func (r *Receiver) correlate(ctx context.Context, s *lifecycle.State, ev *livekit.WebhookEvent) error {
+func (r belugaLink) correlate(ctx context.Context, s *lifecycle.State, ev *livekit.WebhookEvent) error {
 	if s.SessionID != "" && !s.Unmapped {
 		return nil
 	}
@@ -50,7 +61,7 @@ func (r *Receiver) correlate(ctx context.Context, s *lifecycle.State, ev *liveki
 		return nil
 	}
 	s.SessionID, s.Unmapped = id, false
-	if r.opts.sessions != nil && s.BelugaSessionID == "" {
+	if r.sessions != nil && s.BelugaSessionID == "" {
 		bid, err := r.belugaSession(ctx, id, s.RoomName, s.RoomSID)
 		if err != nil {
 			return err
@@ -63,10 +74,9 @@ func (r *Receiver) correlate(ctx context.Context, s *lifecycle.State, ev *liveki
 // belugaSession finds or creates the Beluga session of a backend session id.
 // The mapping lives in the engine, so restarts and replicas agree; a race
 // between two creators is settled by the bucket's create-if-absent.
-func (r *Receiver) belugaSession(ctx context.Context, sessionID, roomName, roomSID string) (string, error) {
-	eng := r.engine()
-	svc := r.opts.sessions
-	if e, ok, err := eng.Beluga.Get(ctx, sessionID); err != nil {
+func (r belugaLink) belugaSession(ctx context.Context, sessionID, roomName, roomSID string) (string, error) {
+	svc := r.sessions
+	if e, ok, err := r.store.Get(ctx, sessionID); err != nil {
 		return "", err
 	} else if ok {
 		if s, err := svc.Get(ctx, e.ID); err == nil {
@@ -75,21 +85,21 @@ func (r *Receiver) belugaSession(ctx context.Context, sessionID, roomName, roomS
 		}
 		// The mapped session is gone (an in-memory service restarted):
 		// create a new one and move the mapping.
-		sess, err := svc.Create(ctx, r.cfg.BelugaAgentID)
+		sess, err := svc.Create(ctx, r.agentID)
 		if err != nil {
 			return "", err
 		}
-		if err := eng.Beluga.Move(ctx, e, sess.ID); err != nil {
+		if err := r.store.Move(ctx, e, sess.ID); err != nil {
 			_ = svc.Delete(ctx, sess.ID)
 			return "", err
 		}
 		return sess.ID, r.tagBelugaSession(ctx, sess.ID, roomName, roomSID, sessionID)
 	}
-	sess, err := svc.Create(ctx, r.cfg.BelugaAgentID)
+	sess, err := svc.Create(ctx, r.agentID)
 	if err != nil {
 		return "", err
 	}
-	if err := eng.Beluga.Create(ctx, sessionID, sess.ID); err != nil {
+	if err := r.store.Create(ctx, sessionID, sess.ID); err != nil {
 		_ = svc.Delete(ctx, sess.ID)
 		if errors.Is(err, engine.ErrConflict) {
 			return r.belugaSession(ctx, sessionID, roomName, roomSID)
@@ -99,8 +109,8 @@ func (r *Receiver) belugaSession(ctx context.Context, sessionID, roomName, roomS
 	return sess.ID, r.tagBelugaSession(ctx, sess.ID, roomName, roomSID, sessionID)
 }
 
-func (r *Receiver) tagBelugaSession(ctx context.Context, id, roomName, roomSID, sessionID string) error {
-	svc := r.opts.sessions
+func (r belugaLink) tagBelugaSession(ctx context.Context, id, roomName, roomSID, sessionID string) error {
+	svc := r.sessions
 	s, err := svc.Get(ctx, id)
 	if err != nil {
 		return err
@@ -114,10 +124,10 @@ func (r *Receiver) tagBelugaSession(ctx context.Context, id, roomName, roomSID, 
 	return svc.Update(ctx, s)
 }
 
-// finishBelugaSession writes the final report into the Beluga session (as a
+// finish writes the final report into the Beluga session (as a
 // JSON-shaped map) and deletes the session when configured.
-func (r *Receiver) finishBelugaSession(ctx context.Context, rep Report) error {
-	svc := r.opts.sessions
+func (r belugaLink) finish(ctx context.Context, rep Report) error {
+	svc := r.sessions
 	if svc == nil || rep.BelugaSessionID == "" {
 		return nil
 	}
@@ -144,15 +154,15 @@ func (r *Receiver) finishBelugaSession(ctx context.Context, rep Report) error {
 	if err := svc.Update(ctx, s); err != nil {
 		return err
 	}
-	if r.cfg.DeleteBelugaSessions {
+	if r.deleteSessions {
 		return svc.Delete(ctx, s.ID)
 	}
 	return nil
 }
 
-// callOnError tells every OnError hook about a failure.
-func (r *Receiver) callOnError(ctx context.Context, ev *livekit.WebhookEvent, err error) {
-	for _, h := range r.hooks.all {
+// onError tells every OnError hook about a failure.
+func (t hookTable) onError(ctx context.Context, ev *livekit.WebhookEvent, err error) {
+	for _, h := range t.all {
 		if h.OnError != nil {
 			h.OnError(ctx, ev, err)
 		}

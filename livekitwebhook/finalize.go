@@ -10,12 +10,12 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/lifecycle"
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/pipeline"
 )
 
 // Task kinds on the tasks stream.
@@ -44,70 +44,72 @@ func (p *processor) scheduleFinalize(ctx context.Context, rec *roomRecord, kind 
 func (p *processor) scheduleTask(ctx context.Context, rec *roomRecord, t task) error {
 	t.SID = rec.State.RoomSID
 	hdr := propagation.MapCarrier{}
-	p.r.tel.propagator.Inject(ctx, hdr)
+	p.tel.propagator.Inject(ctx, hdr)
 	return p.eng.Tasks.Schedule(ctx, t, hdr)
 }
 
+// dueTasks keeps out of the chain a timer that is not due yet (Later
+// brings it back when it is, with no report span and no failure) and one
+// that cannot be read (terminated: no retry makes it readable).
+func dueTasks(next pipeline.Handler) pipeline.Handler {
+	return func(ctx context.Context, m pipeline.Message) error {
+		var t task
+		if err := json.Unmarshal(m.Data(), &t); err != nil {
+			_ = m.Term()
+			return nil
+		}
+		if wait := time.Until(time.UnixMilli(t.DueMs)); wait > 0 {
+			return pipeline.Later(wait)
+		}
+		return next(ctx, m)
+	}
+}
+
 // handleTask runs a due timer: fixes the report with one compare-and-set,
-// then delivers it (idempotently) until every step succeeded.
-func (p *processor) handleTask(ctx context.Context, msg *engine.Msg) {
+// then delivers it (idempotently) until every step succeeded. The chain
+// around it (see chains) traces, retries, dead-letters and settles it.
+func (p *processor) handleTask(ctx context.Context, m pipeline.Message) error {
 	var t task
-	if err := json.Unmarshal(msg.Data(), &t); err != nil {
-		_ = msg.Term()
-		return
+	if err := json.Unmarshal(m.Data(), &t); err != nil {
+		return pipeline.Permanent(err) // dueTasks terminated it already
 	}
-	if wait := time.Until(time.UnixMilli(t.DueMs)); wait > 0 {
-		_ = msg.Nak(wait)
-		return
-	}
-	// The report span continues the trace of the processing span that
-	// scheduled the task: a child, although it starts the grace period
-	// later, so that the report and its hooks show under the room_finished
-	// that caused them.
-	ctx = p.r.tel.propagator.Extract(ctx, propagation.HeaderCarrier(msg.Headers()))
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String(attrRoomSID, t.SID),
+		attribute.String("livekitwebhook.task", t.Kind))
 	// Shared with event handling: a suspect event handled alone is not
 	// blamed for a loss a report caused.
 	p.lane.RLock()
-	stopBeat := keepInProgress(msg) // OnSessionEnded hooks may be slow
 	err := p.finalize(ctx, t, newRecordCache(1))
-	stopBeat()
 	p.lane.RUnlock()
-	if err == nil {
-		_ = msg.Ack()
-		return
+	switch {
+	case errors.Is(err, errEventsPending):
+		return pipeline.Later(time.Second)
+	case errors.Is(err, ErrUnknownHook):
+		// No retry makes a hook appear in this process.
+		return pipeline.Permanent(err)
 	}
-	if errors.Is(err, errEventsPending) {
-		_ = msg.Nak(time.Second)
-		return
-	}
-	attempt := msg.Attempt()
-	if errors.Is(err, ErrUnknownHook) {
-		// No retry makes a hook appear in this process; NumDelivered, which
-		// also counts "not due yet", is no attempt budget to wait with.
-		p.deadLetter(ctx, msg, eventSessionReport, nil, t.SID, err, attempt)
-		return
-	}
-	p.r.tel.retries.Add(ctx, 1, label("event", eventSessionReport))
-	p.r.callOnError(ctx, nil, err)
-	p.r.log.Warn("session report failed, will retry", "room_sid", t.SID, "attempt", attempt, "error", err.Error())
-	// NumDelivered also counts the "not due yet" redeliveries, so the
-	// backoff is capped: finalizing again is idempotent and cheap.
-	_ = msg.Nak(min(backoff(attempt), 5*time.Second))
+	return err
+}
+
+// reportRetried accounts for a report's failure that will be retried.
+func (p *processor) reportRetried(ctx context.Context, m pipeline.Message, err error, _ time.Duration) {
+	var t task
+	_ = json.Unmarshal(m.Data(), &t)
+	p.tel.retries.Add(ctx, 1, label("event", eventSessionReport))
+	p.hooks.onError(ctx, nil, err)
+	p.log.Warn("session report failed, will retry", "room_sid", t.SID, "attempt", m.Attempt(), "error", err.Error())
+}
+
+// deadLetterReport is the tasks chain's dead-letter sink.
+func (p *processor) deadLetterReport(ctx context.Context, m pipeline.Message, cause error, attempts int) error {
+	var t task
+	_ = json.Unmarshal(m.Data(), &t)
+	return p.deadLetter(ctx, m, eventSessionReport, nil, t.SID, cause, attempts)
 }
 
 // finalize makes and delivers t's report. cache carries the room record from
 // one step to the next, saving a read before each compare-and-set.
 func (p *processor) finalize(ctx context.Context, t task, cache *recordCache) (err error) {
-	ctx, span := p.r.tel.tracer.Start(ctx, spanReport, trace.WithAttributes(
-		attribute.String(attrOpName, spanReport), attribute.String(attrRoomSID, t.SID),
-		attribute.String("livekitwebhook.task", t.Kind)))
-	defer func() {
-		if err != nil {
-			span.RecordError(err)
-			span.SetStatus(codes.Error, "report failed")
-		}
-		span.End()
-	}()
+	span := trace.SpanFromContext(ctx) // the report span (see chains)
 	// The task's own key is not used: one written before keys were bounded
 	// may hold a legacy key of any length (see engine.Lookup).
 	if t.Key, err = p.rooms.Key(ctx, t.SID); err != nil {
@@ -136,14 +138,14 @@ func (p *processor) finalize(ctx context.Context, t task, cache *recordCache) (e
 			}
 			reason := t.Reason
 			if reason == "" {
-				reason = fmt.Sprintf("no room_finished within %s", p.r.d.maxAge)
+				reason = fmt.Sprintf("no room_finished within %s", p.d.maxAge)
 			}
 			next.State = lifecycle.Expire(cur.State, end, reason)
 			closedActive = cur.State.ActiveParticipants()
 		}
 		report := next.State.Session()
 		next.Reported, next.Report = true, &report
-		next.EndedPending = p.r.hooks.endedNames()
+		next.EndedPending = p.hooks.endedNames()
 		won = true
 		return &next, nil
 	})
@@ -154,7 +156,7 @@ func (p *processor) finalize(ctx context.Context, t task, cache *recordCache) (e
 	if won {
 		p.recordReportMetrics(ctx, rec.Report, closedActive)
 		if t.Reason == reconcileReason && rec.Report.Disposition == DispositionExpired {
-			p.r.tel.reconcileClosed.Add(ctx, 1)
+			p.tel.reconcileClosed.Add(ctx, 1)
 		}
 	}
 	return p.deliver(ctx, t.Key, rec, cache)
@@ -254,7 +256,7 @@ func (p *processor) deliver(ctx context.Context, key string, rec *roomRecord, ca
 		return err
 	}
 	rep := reportOf(*r)
-	if err := p.r.finishBelugaSession(ctx, rep); err != nil {
+	if err := p.beluga.finish(ctx, rep); err != nil {
 		return fmt.Errorf("beluga session: %w", err)
 	}
 	// failed: a hook returned an error (retried); unknown: a name no hook
@@ -262,7 +264,7 @@ func (p *processor) deliver(ctx context.Context, key string, rec *roomRecord, ca
 	var failed, unknown error
 	var done hookNames
 	for _, name := range rec.EndedPending {
-		h, err := p.r.hooks.endedHook(name)
+		h, err := p.hooks.endedHook(name)
 		if err != nil {
 			unknown = cmp.Or(unknown, err)
 			continue
@@ -292,7 +294,7 @@ func (p *processor) callEnded(ctx context.Context, h endedHook, r Report) error 
 }
 
 func (p *processor) recordReportMetrics(ctx context.Context, r *lifecycle.Session, closedActive int) {
-	tel := p.r.tel
+	tel := p.tel
 	tel.activeSess.Add(ctx, -1)
 	tel.reports.Add(ctx, 1, label("disposition", r.Disposition))
 	tel.sessDuration.Record(ctx, r.DurationSeconds, label("disposition", r.Disposition))
@@ -302,6 +304,6 @@ func (p *processor) recordReportMetrics(ctx context.Context, r *lifecycle.Sessio
 	if closedActive > 0 {
 		tel.activePart.Add(ctx, -int64(closedActive))
 	}
-	p.r.log.Info("session ended", "session_id", r.SessionID, "room_sid", r.RoomSID, "room_name", r.RoomName,
+	p.log.Info("session ended", "session_id", r.SessionID, "room_sid", r.RoomSID, "room_name", r.RoomName,
 		"disposition", r.Disposition, "duration_seconds", r.DurationSeconds, "participant_seconds", r.ParticipantSeconds)
 }

@@ -3,11 +3,13 @@ package livekitwebhook
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/livekit/protocol/livekit"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/pipeline"
 )
 
 // runHooks calls the pending hooks of event id, records the successes, and
@@ -22,7 +24,7 @@ func (p *processor) runHooks(ctx context.Context, key, id string, ev *livekit.We
 	var done hookNames
 	var firstErr error
 	for _, name := range pending {
-		h, err := p.r.hooks.eventHook(name, ev.Event)
+		h, err := p.hooks.eventHook(name, ev.Event)
 		if err == nil {
 			p.warnIfLegacy(name, h.name)
 			if err = p.callHook(ctx, h, ev, view); err != nil {
@@ -64,7 +66,7 @@ func (p *processor) runHooks(ctx context.Context, key, id string, ev *livekit.We
 // across the upgrade.
 func (p *processor) warnIfLegacy(recorded, hook string) {
 	if isLegacyName(recorded) {
-		p.r.log.Warn("hook call recorded by position by an older version; calling the hook at that position now",
+		p.log.Warn("hook call recorded by position by an older version; calling the hook at that position now",
 			"position", recorded[1:], "hook", hook)
 	}
 }
@@ -75,24 +77,36 @@ func (p *processor) callHook(ctx context.Context, h boundHook, ev *livekit.Webho
 		attribute.String(attrSession, view.SessionID))
 }
 
-// invokeHook runs one user hook in its own span, with a timeout, turning a
-// panic into an error: a hook's bug must not take the processor down.
-func (p *processor) invokeHook(ctx context.Context, name string, f func(context.Context) error, kv ...attribute.KeyValue) (err error) {
-	kv = append(kv, attribute.String(attrOpName, spanHook), attribute.String(attrHook, name))
-	ctx, span := p.r.tel.tracer.Start(ctx, spanHook, trace.WithAttributes(kv...))
-	defer span.End()
-	ctx, cancel := context.WithTimeout(ctx, hookTimeout)
-	defer cancel()
-	defer func() {
-		if rec := recover(); rec != nil {
-			err = fmt.Errorf("hook panicked: %v", rec)
-		}
-		if err != nil {
-			span.RecordError(err)
-			span.SetStatus(codes.Error, "hook failed")
-		}
-	}()
-	return f(ctx)
+// invokeHook runs one user hook through the hook chain (see chains): in
+// its own span, a child of the processing or report span in ctx, with a
+// timeout, a panic turned into an error: a hook's bug must not take the
+// processor down.
+func (p *processor) invokeHook(ctx context.Context, name string, f func(context.Context) error, kv ...attribute.KeyValue) error {
+	return p.hook(ctx, &hookCall{fn: f, attrs: append(kv, attribute.String(attrHook, name))})
+}
+
+// hookCall is one call of a user hook as a pipeline message. It is never
+// settled: the event or report it belongs to is.
+type hookCall struct {
+	fn    func(context.Context) error
+	attrs []attribute.KeyValue
+}
+
+var _ pipeline.Message = (*hookCall)(nil)
+
+func (*hookCall) Data() []byte            { return nil }
+func (*hookCall) Header(string) string    { return "" }
+func (*hookCall) Attempt() int            { return 1 }
+func (*hookCall) Ack() error              { return nil }
+func (*hookCall) Nak(time.Duration) error { return nil }
+func (*hookCall) InProgress() error       { return nil }
+func (*hookCall) Term() error             { return nil }
+
+// runHookCall is the hook chain's handler.
+func runHookCall(ctx context.Context, m pipeline.Message) error {
+	c := m.(*hookCall)
+	trace.SpanFromContext(ctx).SetAttributes(c.attrs...)
+	return c.fn(ctx)
 }
 
 func clonePending(m map[string]hookNames) map[string]hookNames {

@@ -5,45 +5,48 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/livekit/protocol/livekit"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/lifecycle"
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/pipeline"
 )
 
 // processor consumes accepted events and applies them. Each replica runs
 // one; they share the durable consumer, and compare-and-set on the rooms
 // bucket keeps them correct without a leader.
+//
+// Events and timers are handled by two pipeline.Routers: events keyed by
+// room (one room's events in arrival order), timers keyed by room sid
+// (reports of different rooms concurrently). The routers own their workers
+// and stop them through a context, never by closing a channel a consumer
+// may still be sending on.
 type processor struct {
-	r     *Receiver
+	processorDeps
 	eng   *engine.Engine
 	rooms *engine.Rooms
 
-	// Workers stop through contexts, never by closing their channels: the
-	// consumers' callbacks may still be sending (a stop deadline passed).
-	runCtx  context.Context // canceled: everything stops at once
-	cancel  context.CancelFunc
-	drained chan struct{}  // closed once no consumer can send: workers finish their queue
-	workers sync.WaitGroup // event and task workers
-	wg      sync.WaitGroup // sweeper and reconciler
+	runCtx context.Context // the distributor's, sweeper's and reconciler's; canceled last on stop
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // sweeper and reconciler
 	// lane is held shared while an event, a journal envelope or a task is
 	// handled, exclusively while an event or envelope whose last handling
 	// lost the connection is.
 	lane    sync.RWMutex
 	handed  handedOn
-	work    []chan *engine.Msg
-	tasks   []chan *engine.Msg // timers, by room
+	events  *pipeline.Router
+	tasks   *pipeline.Router
+	caches  []*recordCache   // one per event worker (pipeline.Worker)
+	hook    pipeline.Handler // one user hook call (see callHook)
+	beluga  belugaLink
 	consume []engine.Consumption
 
 	reconcile *reconciler // nil unless WithReconciler
@@ -58,44 +61,87 @@ const (
 	ackWait     = 10 * time.Second
 	heartbeat   = 3 * time.Second
 	hookTimeout = time.Minute
+	// maxReportBackoff caps a report's retry delay: the tasks stream's
+	// delivery count also counts "not due yet", and finalizing again is
+	// idempotent and cheap.
+	maxReportBackoff = 5 * time.Second
 )
 
-func newProcessor(r *Receiver, eng *engine.Engine) *processor {
-	return &processor{r: r, eng: eng, rooms: eng.Rooms}
+// processorDeps is what a processor uses besides its engine, handed down
+// by the Receiver that starts it: the processor never reaches back into
+// the Receiver.
+type processorDeps struct {
+	cfg   Config
+	d     durations
+	opts  options
+	tel   *telemetry
+	log   *slog.Logger
+	hooks hookTable
+	// correlator is how rooms map to backend sessions.
+	correlator Correlator
+	// interrupted outlives engine restarts (see Receiver.interrupted).
+	interrupted *engine.Interrupted
+	// quiet is intake's activity, which processing yields to.
+	quiet *intakeActivity
+}
+
+func newProcessor(deps processorDeps, eng *engine.Engine) *processor {
+	p := &processor{processorDeps: deps, eng: eng, rooms: eng.Rooms}
+	p.beluga = belugaLink{correlator: deps.correlator, sessions: deps.opts.sessions, store: eng.Beluga,
+		agentID: deps.cfg.BelugaAgentID, deleteSessions: deps.cfg.DeleteBelugaSessions}
+	return p
+}
+
+// chains builds the handler chains: what each kind of processing does,
+// wrapped in the same middleware. Trace goes first so that its span covers
+// retries' accounting and the dead-letter sink.
+func (p *processor) chains() (events, tasks pipeline.Handler) {
+	tel := p.tel
+	p.hook = pipeline.Chain(runHookCall,
+		pipeline.Trace(tel.tracer, spanHook, nil, trace.WithSpanKind(trace.SpanKindInternal)),
+		pipeline.Recover(),
+		pipeline.Timeout(hookTimeout),
+	)
+	events = pipeline.Chain(p.handleEvent,
+		pipeline.Trace(tel.tracer, spanProcess, tel.propagator),
+		pipeline.Retry(pipeline.RetryPolicy{OnRetry: p.eventRetried}),
+		pipeline.DeadLetter(p.cfg.MaxAttempts, p.deadLetterEvent),
+		pipeline.Recover(),
+		pipeline.InProgress(heartbeat), // hooks may be slow
+	)
+	tasks = pipeline.Chain(p.handleTask,
+		dueTasks, // no report span for a timer not due yet
+		// The report span continues the trace of the processing span that
+		// scheduled the task: a child, although it starts the grace period
+		// later, so that the report and its hooks show under the
+		// room_finished that caused them.
+		pipeline.Trace(tel.tracer, spanReport, tel.propagator, trace.WithSpanKind(trace.SpanKindInternal)),
+		pipeline.Retry(pipeline.RetryPolicy{Max: maxReportBackoff, OnRetry: p.reportRetried}),
+		// Reports are dead-lettered only for a permanent failure (a hook no
+		// registration has): the delivery count, which also counts "not due
+		// yet", is no attempt budget.
+		pipeline.DeadLetter(0, p.deadLetterReport),
+		pipeline.Recover(),
+		pipeline.InProgress(heartbeat), // OnSessionEnded hooks may be slow
+	)
+	return events, tasks
 }
 
 func (p *processor) start(ctx context.Context) error {
-	n := p.r.cfg.Workers
+	n := p.cfg.Workers
 	runCtx, cancel := context.WithCancel(context.Background())
-	p.runCtx, p.cancel, p.drained = runCtx, cancel, make(chan struct{})
-	p.work = make([]chan *engine.Msg, n)
-	p.tasks = make([]chan *engine.Msg, n)
-	for i := range p.work {
-		ch := make(chan *engine.Msg, 4)
-		p.work[i] = ch
-		p.workers.Add(1)
-		go func() {
-			defer p.workers.Done()
-			cache := newRecordCache(cacheSize)
-			p.runWorker(runCtx, ch, func(msg *engine.Msg) {
-				p.yieldToIntake(runCtx)
-				p.handleEvent(runCtx, msg, cache)
-			})
-		}()
+	p.runCtx, p.cancel = runCtx, cancel
+	p.caches = make([]*recordCache, n)
+	for i := range p.caches {
+		p.caches[i] = newRecordCache(cacheSize)
 	}
-	for i := range p.tasks {
-		ch := make(chan *engine.Msg, 4)
-		p.tasks[i] = ch
-		p.workers.Add(1)
-		go func() {
-			defer p.workers.Done()
-			p.runWorker(runCtx, ch, func(msg *engine.Msg) { p.handleTask(runCtx, msg) })
-		}()
-	}
-	onErr := func(err error) { p.r.log.Debug("consumer", "error", err) }
+	events, tasks := p.chains()
+	p.events = pipeline.NewRouter(events, pipeline.WithWorkers(n), pipeline.WithYield(p.yieldToIntake))
+	p.tasks = pipeline.NewRouter(tasks, pipeline.WithWorkers(n))
+	onErr := func(err error) { p.log.Debug("consumer", "error", err) }
 	cc, err := p.eng.Events.Consume(ctx, engine.ConsumeOptions{
-		AckWait: cmp.Or(p.r.opts.ackWait, ackWait), MaxAckPending: n * 256, Fetch: n * 4, OnError: onErr,
-	}, p.dispatch)
+		AckWait: cmp.Or(p.opts.ackWait, ackWait), MaxAckPending: n * 256, Fetch: n * 4, OnError: onErr,
+	}, func(msg *engine.Msg) { p.dispatch(p.events, msg.RoomKey(), msg) })
 	if err != nil {
 		p.stopWorkers()
 		return fmt.Errorf("livekitwebhook: consume: %w", err)
@@ -103,7 +149,7 @@ func (p *processor) start(ctx context.Context) error {
 	p.consume = append(p.consume, cc)
 	fc, err := p.eng.Tasks.Consume(ctx, engine.ConsumeOptions{
 		AckWait: ackWait, MaxAckPending: 100_000, Fetch: 64, OnError: onErr,
-	}, p.dispatchTask)
+	}, func(msg *engine.Msg) { p.dispatch(p.tasks, taskRoom(msg), msg) })
 	if err != nil {
 		cc.Stop()
 		p.stopWorkers()
@@ -113,16 +159,16 @@ func (p *processor) start(ctx context.Context) error {
 	dc, err := p.eng.StartDistributor(runCtx, engine.DistributeOptions{
 		Yield: p.yieldToIntake,
 		Duplicate: func(engine.Accepted) {
-			p.r.tel.duplicates.Add(runCtx, 1, label("stage", "store"))
+			p.tel.duplicates.Add(runCtx, 1, label("stage", "store"))
 		},
 		Failed: func(err error) {
-			p.r.log.Warn("journal distribution failed, will retry", "error", err.Error())
+			p.log.Warn("journal distribution failed, will retry", "error", err.Error())
 		},
 		DeadLettered: func(a engine.Accepted, cause error, attempts int) {
-			p.r.deadLettered(runCtx, a.Event, a.ID, decodeOrNil(a.Body), cause, attempts)
+			p.deadLettered(runCtx, a.Event, a.ID, decodeOrNil(a.Body), cause, attempts)
 		},
-		MaxAttempts: p.r.cfg.MaxAttempts,
-		Interrupted: &p.r.interrupted,
+		MaxAttempts: p.cfg.MaxAttempts,
+		Interrupted: p.interrupted,
 		Lane:        &p.lane,
 	})
 	if err != nil {
@@ -137,7 +183,7 @@ func (p *processor) start(ctx context.Context) error {
 		defer p.wg.Done()
 		p.sweep(runCtx)
 	}()
-	if o := p.r.opts; o.lister != nil {
+	if o := p.opts; o.lister != nil {
 		every := o.reconcileEvery
 		if every <= 0 {
 			every = time.Minute
@@ -146,7 +192,8 @@ func (p *processor) start(ctx context.Context) error {
 		if delay <= 0 {
 			delay = DefaultReconcileCloseDelay
 		}
-		p.reconcile = &reconciler{r: p.r, lister: o.lister, interval: every, minAge: min(every, time.Minute), closeDelay: delay}
+		p.reconcile = &reconciler{log: p.log, tel: p.tel, rooms: p.rooms, schedule: p.scheduleTask,
+			lister: o.lister, interval: every, minAge: min(every, time.Minute), closeDelay: delay}
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
@@ -165,91 +212,65 @@ const maxYield = 250 * time.Millisecond
 // events after 30 s; processing only lags, and catches up once the burst is
 // over.
 func (p *processor) yieldToIntake(ctx context.Context) {
-	p.r.answering.waitQuiet(ctx, maxYield)
+	p.quiet.waitQuiet(ctx, maxYield)
 }
 
-// dispatch routes a message to the worker of its room, so that events of
-// one room are applied in arrival order by one goroutine of this replica.
-// Once the processor is stopped a message is left unacknowledged: it is
-// redelivered after the ack wait.
-func (p *processor) dispatch(msg *engine.Msg) {
-	h := fnv.New32a()
-	h.Write([]byte(msg.RoomKey()))
-	select {
-	case p.work[h.Sum32()%uint32(len(p.work))] <- msg:
-	case <-p.runCtx.Done():
+// dispatch hands a consumed message to its router's worker for key. A
+// router that is stopping takes nothing: the message is nak'ed and comes
+// back, to this replica after a restart or to another one.
+func (p *processor) dispatch(r *pipeline.Router, key string, msg *engine.Msg) {
+	if err := r.Dispatch(p.runCtx, key, msg); err != nil {
+		_ = msg.Nak(pipeline.DefaultNakDelay)
 	}
 }
 
-// dispatchTask routes a timer to the task worker of its room. Reports are
-// made concurrently (each is about ten round trips to the engine; one at a
-// time, a burst of finished rooms waited on their latency), but the timers of
-// one room (a finalize and an expire) still run one after the other here.
-func (p *processor) dispatchTask(msg *engine.Msg) {
+// taskRoom is the routing key of a timer: its room sid. Reports are made
+// concurrently (each is about ten round trips to the engine; one at a time,
+// a burst of finished rooms waited on their latency), but the timers of one
+// room (a finalize and an expire) still run one after the other.
+func taskRoom(msg *engine.Msg) string {
 	var t task
-	_ = json.Unmarshal(msg.Data(), &t) // undecodable: any worker terminates it
-	h := fnv.New32a()
-	h.Write([]byte(t.SID))
-	select {
-	case p.tasks[h.Sum32()%uint32(len(p.tasks))] <- msg:
-	case <-p.runCtx.Done():
-	}
-}
-
-// runWorker handles the messages of its channel until the processor is
-// stopped, or until the consumers are drained and its queue is empty.
-func (p *processor) runWorker(ctx context.Context, ch <-chan *engine.Msg, handle func(*engine.Msg)) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case msg := <-ch:
-			handle(msg)
-		case <-p.drained:
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case msg := <-ch:
-					handle(msg)
-				default:
-					return
-				}
-			}
-		}
-	}
+	_ = json.Unmarshal(msg.Data(), &t) // undecodable: dueTasks terminates it
+	return t.SID
 }
 
 // stop stops consuming and lets the workers finish what they hold, until
-// ctx ends. Past it, whatever is unfinished is left unacknowledged and
-// redelivered later; a hook still running sees its context canceled and
-// its outcome is discarded.
+// ctx ends. Past it, the handlers' context is canceled and whatever is
+// unfinished is nak'ed and redelivered later; a hook still running sees its
+// context canceled and its outcome is discarded.
 func (p *processor) stop(ctx context.Context) {
 	for _, cc := range p.consume {
 		cc.Drain()
 	}
-	drained := true
 	for _, cc := range p.consume {
 		select {
 		case <-cc.Closed():
 		case <-ctx.Done():
-			drained = false
 		}
 	}
-	if drained {
-		close(p.drained) // no consumer sends any more
-		waitCtx(ctx, &p.workers)
+	var routers sync.WaitGroup
+	var unfinished atomic.Bool
+	for _, r := range []*pipeline.Router{p.events, p.tasks} {
+		routers.Go(func() {
+			if r.Stop(ctx) != nil {
+				unfinished.Store(true)
+			}
+		})
 	}
-	p.cancel() // the sweeper, the reconciler and any worker left stop here
-	if !waitCtx(ctx, &p.workers) || !waitCtx(ctx, &p.wg) {
-		p.r.log.Warn("processor stopped with work still running; unfinished events are redelivered")
+	routers.Wait()
+	p.cancel() // the distributor, the sweeper and the reconciler stop here
+	if unfinished.Load() || !waitCtx(ctx, &p.wg) {
+		p.log.Warn("processor stopped with work still running; unfinished events are redelivered")
 	}
 }
 
 // stopWorkers stops a processor whose start failed.
 func (p *processor) stopWorkers() {
 	p.cancel()
-	p.workers.Wait()
+	done, cancel := context.WithCancel(context.Background())
+	cancel() // nothing to finish: cancel whatever runs
+	_ = p.events.Stop(done)
+	_ = p.tasks.Stop(done)
 	p.wg.Wait()
 }
 
@@ -265,32 +286,40 @@ func waitCtx(ctx context.Context, wg *sync.WaitGroup) bool {
 	}
 }
 
-// handleEvent applies one stored event, then acks, retries or dead-letters.
-func (p *processor) handleEvent(ctx context.Context, msg *engine.Msg, cache *recordCache) {
-	start := time.Now()
-	tel := p.r.tel
-	pctx := tel.propagator.Extract(ctx, propagation.HeaderCarrier(msg.Headers()))
-	pctx, span := tel.tracer.Start(pctx, spanProcess, trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(attribute.String(attrOpName, spanProcess)))
-	defer span.End()
+// cacheFor is the record cache of the event worker running ctx's handler
+// (nil outside one: no cache).
+func (p *processor) cacheFor(ctx context.Context) *recordCache {
+	if w, ok := pipeline.Worker(ctx); ok && w < len(p.caches) {
+		return p.caches[w]
+	}
+	return nil
+}
 
-	attempt, key := msg.Attempt(), ""
-	if seq := msg.Seq(); seq != 0 {
-		key = "event/" + strconv.FormatUint(seq, 10)
+// handleEvent applies one stored event. The chain around it (see chains)
+// traces, retries, dead-letters and settles it.
+func (p *processor) handleEvent(ctx context.Context, m pipeline.Message) error {
+	start := time.Now()
+	span := trace.SpanFromContext(ctx)
+	attempt, key := m.Attempt(), ""
+	if msg, ok := pipeline.Underlying[*engine.Msg](m); ok && msg.Seq() != 0 {
+		key = "event/" + strconv.FormatUint(msg.Seq(), 10)
 	}
 	span.SetAttributes(attribute.Int(attrAttempt, attempt))
-	id := msg.EventID()
+	id := m.Header(engine.HeaderEventID)
 	// An event whose last handling was cut short by the loss of the
 	// connection is applied alone, so that a loss is its own doing. Once its
 	// attempts are used up and its last one, alone, lost the connection too,
 	// applying it is what closes the connection: dead-letter it unapplied.
-	inter := &p.r.interrupted
+	inter := p.interrupted
 	part, suspect := inter.Of(key)
-	if suspect && part == handledAlone && attempt > p.r.cfg.MaxAttempts {
-		p.deadLetter(pctx, msg, msg.Event(), decodeOrNil(msg.Data()), id,
-			fmt.Errorf("%w (%d deliveries)", engine.ErrConnectionLost, attempt-1), attempt-1)
+	if suspect && part == handledAlone && attempt > p.cfg.MaxAttempts {
+		cause := fmt.Errorf("%w (%d deliveries)", engine.ErrConnectionLost, attempt-1)
+		if err := p.deadLetter(ctx, m, m.Header(engine.HeaderEvent), decodeOrNil(m.Data()), id, cause, attempt-1); err != nil {
+			return err
+		}
+		_ = m.Ack()
 		inter.End(p.eng, key)
-		return
+		return nil
 	}
 	lane := handledShared
 	if suspect {
@@ -302,14 +331,15 @@ func (p *processor) handleEvent(ctx context.Context, msg *engine.Msg, cache *rec
 		defer p.lane.RUnlock()
 	}
 	if !inter.Begin(p.eng, key, lane) {
-		return // the connection is gone: redelivered on the next one
+		// The connection is gone: no failure of this event's, redelivered
+		// on the next connection.
+		return pipeline.Later(pipeline.DefaultNakDelay)
 	}
 	defer inter.End(p.eng, key)
 	ev := &livekit.WebhookEvent{}
-	if err := decodeOpts.Unmarshal(msg.Data(), ev); err != nil {
+	if err := decodeOpts.Unmarshal(m.Data(), ev); err != nil {
 		// Verified at intake, so this is a bug or a tampered store: keep it.
-		p.deadLetter(pctx, msg, msg.Event(), nil, id, fmt.Errorf("decode stored event: %w", err), attempt)
-		return
+		return pipeline.Permanent(fmt.Errorf("decode stored event: %w", err))
 	}
 	if id == "" {
 		id = ev.Id
@@ -317,30 +347,32 @@ func (p *processor) handleEvent(ctx context.Context, msg *engine.Msg, cache *rec
 	if span.IsRecording() {
 		span.SetAttributes(eventAttrs(ev)...)
 	}
-	stopBeat := keepInProgress(msg)
-	err := p.apply(pctx, ev, id, span, cache)
-	stopBeat()
-	tel.procLatency.Record(pctx, time.Since(start).Seconds(), label("event", eventLabel(ev.Event)))
-	if err == nil {
-		_ = msg.Ack()
-		return
+	err := p.apply(ctx, ev, id, span, p.cacheFor(ctx))
+	p.tel.procLatency.Record(ctx, time.Since(start).Seconds(), label("event", eventLabel(ev.Event)))
+	return err
+}
+
+// eventRetried accounts for an event's failure that will be retried.
+func (p *processor) eventRetried(ctx context.Context, m pipeline.Message, err error, _ time.Duration) {
+	ev := decodeOrNil(m.Data())
+	name, id := m.Header(engine.HeaderEvent), m.Header(engine.HeaderEventID)
+	if ev != nil {
+		name, id = ev.Event, cmp.Or(id, ev.Id)
 	}
-	span.RecordError(err)
-	span.SetStatus(codes.Error, "processing failed")
-	if ctx.Err() != nil {
-		// Shutting down: the event is redelivered later, not a failure.
-		_ = msg.Nak(time.Second)
-		return
+	p.hooks.onError(ctx, ev, err)
+	p.tel.retries.Add(ctx, 1, label("event", eventLabel(name)))
+	p.log.Warn("event failed, will retry", withTrace(ctx, []any{
+		"event", name, "event_id", id, "attempt", m.Attempt(), "error", err.Error()})...)
+}
+
+// deadLetterEvent is the events chain's dead-letter sink.
+func (p *processor) deadLetterEvent(ctx context.Context, m pipeline.Message, cause error, attempts int) error {
+	ev := decodeOrNil(m.Data())
+	id := m.Header(engine.HeaderEventID)
+	if id == "" && ev != nil {
+		id = ev.Id
 	}
-	p.r.callOnError(pctx, ev, err)
-	if attempt >= p.r.cfg.MaxAttempts {
-		p.deadLetter(pctx, msg, msg.Event(), ev, id, err, attempt)
-		return
-	}
-	tel.retries.Add(pctx, 1, label("event", eventLabel(ev.Event)))
-	p.r.log.Warn("event failed, will retry", withTrace(pctx, []any{
-		"event", ev.Event, "event_id", id, "attempt", attempt, "error", err.Error()})...)
-	_ = msg.Nak(backoff(attempt))
+	return p.deadLetter(ctx, m, m.Header(engine.HeaderEvent), ev, id, cause, attempts)
 }
 
 // How an event's handling is recorded in Receiver.interrupted.
@@ -349,31 +381,9 @@ const (
 	handledAlone  = 0  // alone: a loss meanwhile is its own doing
 )
 
-// keepInProgress tells the server every heartbeat that msg is still being
-// worked on (slow hooks), until the returned stop is called.
-func keepInProgress(msg *engine.Msg) (stop func()) {
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(heartbeat)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				_ = msg.InProgress()
-			}
-		}
-	}()
-	return func() { close(done) }
-}
-
-// backoff is exponential with full jitter: up to 0.5s, 1s, 2s … capped at 1m.
-func backoff(attempt int) time.Duration {
-	d := 500 * time.Millisecond << min(attempt-1, 7)
-	d = min(d, time.Minute)
-	return d/2 + rand.N(d/2+1)
-}
+// backoff is the processor's retry curve (pipeline.RetryPolicy's zero
+// value): up to 0.5s, 1s, 2s … capped at 1m, jittered.
+func backoff(attempt int) time.Duration { return pipeline.RetryPolicy{}.Backoff(attempt) }
 
 // roomKey resolves the rooms-bucket key of an event: its room sid, else
 // the current sid of its room name, else a key of its own.
@@ -428,7 +438,7 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 			*next = *cur
 			next.Pending = clonePending(cur.Pending)
 		}
-		if err := p.r.correlate(ctx, &next.State, ev); err != nil {
+		if err := p.beluga.correlate(ctx, &next.State, ev); err != nil {
 			return nil, err
 		}
 		// Metadata set after the room started can map a room that was
@@ -444,14 +454,14 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 		}
 		activeBefore = next.State.ActiveParticipants()
 		next.State, justApplied = lifecycle.Apply(next.State, ev)
-		if hooks := p.r.hooks.forEvent(ev.Event); justApplied && len(hooks) > 0 {
+		if hooks := p.hooks.forEvent(ev.Event); justApplied && len(hooks) > 0 {
 			if next.Pending == nil {
 				next.Pending = map[string]hookNames{}
 			}
 			next.Pending[id] = eventNames(hooks)
 		}
 		if next.State.Finished() && next.FinalizeDueMs == 0 {
-			next.FinalizeDueMs = time.Now().Add(p.r.d.grace).UnixMilli()
+			next.FinalizeDueMs = time.Now().Add(p.d.grace).UnixMilli()
 		}
 		return next, nil
 	})
@@ -459,8 +469,8 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 		return err
 	}
 	if late {
-		p.r.tel.lateEvents.Add(ctx, 1, label("event", eventLabel(ev.Event)))
-		p.r.log.Info("event after the session was reported", withTrace(ctx, []any{"event", ev.Event, "event_id", id, "room_sid", sid})...)
+		p.tel.lateEvents.Add(ctx, 1, label("event", eventLabel(ev.Event)))
+		p.log.Info("event after the session was reported", withTrace(ctx, []any{"event", ev.Event, "event_id", id, "room_sid", sid})...)
 		return nil
 	}
 	if rec == nil {
@@ -476,7 +486,7 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 		span.SetAttributes(attribute.String(attrBeluga, rec.State.BelugaSessionID))
 	}
 	if !justApplied {
-		p.r.tel.duplicates.Add(ctx, 1, label("stage", "process"))
+		p.tel.duplicates.Add(ctx, 1, label("stage", "process"))
 	} else {
 		p.afterApply(ctx, ev, rec, fresh, activeBefore)
 	}
@@ -498,13 +508,13 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 // afterApply updates the gauges that follow sessions and participants.
 func (p *processor) afterApply(ctx context.Context, ev *livekit.WebhookEvent, rec *roomRecord, fresh bool, activeBefore int) {
 	if fresh {
-		p.r.tel.activeSess.Add(ctx, 1)
+		p.tel.activeSess.Add(ctx, 1)
 	}
 	if d := rec.State.ActiveParticipants() - activeBefore; d != 0 {
-		p.r.tel.activePart.Add(ctx, int64(d))
+		p.tel.activePart.Add(ctx, int64(d))
 	}
-	if p.r.log.Enabled(ctx, slog.LevelDebug) {
-		p.r.log.Debug("event applied", withTrace(ctx, []any{"event", ev.Event, "event_id", ev.Id,
+	if p.log.Enabled(ctx, slog.LevelDebug) {
+		p.log.Debug("event applied", withTrace(ctx, []any{"event", ev.Event, "event_id", ev.Id,
 			"room_sid", rec.State.RoomSID, "session_id", rec.State.SessionID})...)
 	}
 }
@@ -517,7 +527,7 @@ func (p *processor) index(ctx context.Context, s *lifecycle.State) error {
 // applyRoomless handles events that name no room (agent jobs, some future
 // events): hooks only, with their own record for once-only calls.
 func (p *processor) applyRoomless(ctx context.Context, ev *livekit.WebhookEvent, id, key string) error {
-	hooks := p.r.hooks.forEvent(ev.Event)
+	hooks := p.hooks.forEvent(ev.Event)
 	if len(hooks) == 0 {
 		return nil
 	}

@@ -194,7 +194,10 @@ func (r *Receiver) start(ctx context.Context) error {
 	} else {
 		r.bodyCap.Store(r.cfg.MaxBodyBytes)
 	}
-	proc := newProcessor(r, eng)
+	proc := newProcessor(processorDeps{
+		cfg: r.cfg, d: r.d, opts: r.opts, tel: r.tel, log: r.log, hooks: r.hooks,
+		correlator: r.correlator, interrupted: &r.interrupted, quiet: &r.answering,
+	}, eng)
 	r.setEngine(eng, proc)
 	backlog := r.Backlog
 	r.tel.backlogOf.Store(&backlog)

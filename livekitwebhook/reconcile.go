@@ -3,10 +3,13 @@ package livekitwebhook
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/livekit/protocol/livekit"
+
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
 )
 
 // RoomLister lists the rooms LiveKit has open; roomservice.New gives one
@@ -48,7 +51,10 @@ const DefaultReconcileCloseDelay = 45 * time.Second
 // reconciler catches what LiveKit's delivery dropped: it never replays, so a
 // lost room_finished leaves a session open until MaxSessionAge.
 type reconciler struct {
-	r        *Receiver
+	log      *slog.Logger
+	tel      *telemetry
+	rooms    *engine.Rooms
+	schedule func(context.Context, *roomRecord, task) error
 	lister   RoomLister
 	interval time.Duration
 	// minAge protects rooms whose first webhooks are in flight while the
@@ -91,7 +97,7 @@ func (c *reconciler) pass(ctx context.Context) ReconcileStatus {
 	cancel()
 	if err != nil {
 		st.Error = err.Error()
-		c.r.log.Warn("reconcile: list rooms", "error", err.Error())
+		c.log.Warn("reconcile: list rooms", "error", err.Error())
 		return st
 	}
 	st.LiveKitRooms = len(rooms)
@@ -99,20 +105,15 @@ func (c *reconciler) pass(ctx context.Context) ReconcileStatus {
 	for _, room := range rooms {
 		open[room.Sid] = room
 	}
-	p := c.r.processorRef() // nil while the engine restarts
-	if p == nil {
-		st.Error = ErrEngineUnavailable.Error()
-		return st
-	}
 	known := map[string]bool{}
 	cutoff := time.Now().Add(-c.minAge).UnixMilli()
-	err = p.rooms.EachOpen(ctx, func(rec *roomRecord) error {
+	err = c.rooms.EachOpen(ctx, func(rec *roomRecord) error {
 		known[rec.State.RoomSID] = true
 		if rec.Reported || rec.State.Finished() || open[rec.State.RoomSID] != nil || rec.FirstSeenMs > cutoff {
 			return nil
 		}
 		due := time.Now().Add(c.closeDelay).UnixMilli()
-		if err := p.scheduleTask(ctx, rec, task{Kind: taskExpire, Reason: reconcileReason, DueMs: due}); err != nil {
+		if err := c.schedule(ctx, rec, task{Kind: taskExpire, Reason: reconcileReason, DueMs: due}); err != nil {
 			return err
 		}
 		st.Closed = append(st.Closed, rec.State.RoomSID)
@@ -128,18 +129,29 @@ func (c *reconciler) pass(ctx context.Context) ReconcileStatus {
 			continue // known, or so new that its room_started may be in flight
 		}
 		// A room reported already is known too (its record may be gone).
-		if _, ok, _ := c.r.SessionByRoomSID(ctx, sid); ok {
+		if c.reported(ctx, sid) {
 			continue
 		}
 		st.Unknown = append(st.Unknown, UnknownRoom{SID: sid, Name: room.Name})
-		c.r.log.Warn("reconcile: LiveKit has a room the receiver never heard of", "room_sid", sid, "room_name", room.Name)
+		c.log.Warn("reconcile: LiveKit has a room the receiver never heard of", "room_sid", sid, "room_name", room.Name)
 	}
-	c.r.tel.reconcileClosed.Add(ctx, 0) // the series exists before the first close
-	c.r.tel.reconcileUnknown.Record(ctx, int64(len(st.Unknown)), label("source", "roomservice"))
+	c.tel.reconcileClosed.Add(ctx, 0) // the series exists before the first close
+	c.tel.reconcileUnknown.Record(ctx, int64(len(st.Unknown)), label("source", "roomservice"))
 	if len(st.Closed) > 0 {
-		c.r.log.Warn("reconcile: closed sessions whose room_finished never arrived", "room_sids", st.Closed)
+		c.log.Warn("reconcile: closed sessions whose room_finished never arrived", "room_sids", st.Closed)
 	}
 	return st
+}
+
+// reported tells whether the receiver has a record of room sid (one that
+// EachOpen did not list: reported since).
+func (c *reconciler) reported(ctx context.Context, sid string) bool {
+	key, err := c.rooms.Key(ctx, sid)
+	if err != nil {
+		return false
+	}
+	rec, _, err := c.rooms.Get(ctx, key)
+	return err == nil && rec != nil
 }
 
 func roomCreatedMs(r *livekit.Room) int64 {

@@ -9,9 +9,9 @@ import (
 // sweep closes sessions that never got room_finished: every interval it
 // schedules an expire task for records older than MaxSessionAge.
 func (p *processor) sweep(ctx context.Context) {
-	every(ctx, min(max(p.r.d.maxAge/8, time.Second), time.Minute), func() {
+	every(ctx, min(max(p.d.maxAge/8, time.Second), time.Minute), func() {
 		if err := p.sweepOnce(ctx); err != nil && !errors.Is(err, context.Canceled) {
-			p.r.log.Debug("sweep", "error", err.Error())
+			p.log.Debug("sweep", "error", err.Error())
 		}
 	})
 }
@@ -31,7 +31,7 @@ func every(ctx context.Context, interval time.Duration, f func()) {
 }
 
 func (p *processor) sweepOnce(ctx context.Context) error {
-	deadline := time.Now().Add(-p.r.d.maxAge).UnixMilli()
+	deadline := time.Now().Add(-p.d.maxAge).UnixMilli()
 	return p.rooms.EachOpen(ctx, func(rec *roomRecord) error {
 		if rec.Reported || rec.State.Finished() || rec.FirstSeenMs > deadline {
 			return nil

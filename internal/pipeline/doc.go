@@ -48,6 +48,10 @@
 //   - A handler may settle its message itself (Term a message that must
 //     never come back); nothing outside settles it again.
 //
+// A handler that needs more than Message offers (the store's stream
+// sequence) gets the store's message with Underlying, to read; it settles
+// through the Message it was given.
+//
 // Stopping is not a failure: once the handlers' context is canceled
 // (Router.Stop's deadline passed), Retry and DeadLetter leave a failure
 // alone, so it is neither counted, backed off nor dead-lettered, and
@@ -72,7 +76,8 @@
 //
 // NewRouter starts a fixed number of workers; Dispatch routes a message to
 // the worker its key hashes to, so messages of one key are handled one at
-// a time in dispatch order. Stop stops taking messages (Dispatch answers
+// a time in dispatch order (Worker(ctx) tells a handler which worker it
+// runs on, for state kept per worker). Stop stops taking messages (Dispatch answers
 // ErrStopped, and the caller naks), lets the workers finish what they were
 // given until its context ends, then cancels the handlers' context. It
 // never closes a channel a Dispatch may be sending on. Closed tells when

@@ -29,6 +29,26 @@ type Message interface {
 	Term() error
 }
 
+// Underlying returns the message of type T that m is or wraps (through
+// Unwrap() Message methods, as Settle's tracking wraps every message), so a
+// handler can read what its store's message type carries beyond Message (a
+// stream sequence, raw headers). Settle m itself, never what this returns:
+// only m's settlement is tracked.
+func Underlying[T Message](m Message) (T, bool) {
+	for m != nil {
+		if t, ok := m.(T); ok {
+			return t, true
+		}
+		u, ok := m.(interface{ Unwrap() Message })
+		if !ok {
+			break
+		}
+		m = u.Unwrap()
+	}
+	var zero T
+	return zero, false
+}
+
 // Handler handles one message. It returns nil when the work is done; the
 // error otherwise decides what happens to the message (see the package doc).
 type Handler func(ctx context.Context, m Message) error

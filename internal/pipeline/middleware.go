@@ -65,6 +65,9 @@ func settled(m Message) bool {
 
 func (d *delivery) settled() bool { return d.done.Load() }
 
+// Unwrap returns the message the delivery tracks (see Underlying).
+func (d *delivery) Unwrap() Message { return d.Message }
+
 func (d *delivery) Ack() error {
 	if !d.done.CompareAndSwap(false, true) {
 		return nil

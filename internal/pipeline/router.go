@@ -92,7 +92,8 @@ func NewRouter(h Handler, opts ...Option) *Router {
 	for i := range r.queues {
 		q := make(chan Message, queueLen)
 		r.queues[i] = q
-		r.workers.Go(func() { r.work(q) })
+		ctx := context.WithValue(r.ctx, workerKey{}, i)
+		r.workers.Go(func() { r.work(ctx, q) })
 	}
 	go func() {
 		r.workers.Wait()
@@ -139,16 +140,16 @@ func slot(key string, n int) int {
 
 // work handles its queue until Stop has begun and no Dispatch can add to
 // it, then handles what is left and ends.
-func (r *Router) work(q chan Message) {
+func (r *Router) work(ctx context.Context, q chan Message) {
 	for {
 		select {
 		case m := <-q:
-			r.handle(m)
+			r.handle(ctx, m)
 		case <-r.sealed:
 			for {
 				select {
 				case m := <-q:
-					r.handle(m)
+					r.handle(ctx, m)
 				default:
 					return
 				}
@@ -157,7 +158,7 @@ func (r *Router) work(q chan Message) {
 	}
 }
 
-func (r *Router) handle(m Message) {
+func (r *Router) handle(ctx context.Context, m Message) {
 	if r.ctx.Err() != nil {
 		// Past Stop's deadline: hand it back now rather than after its
 		// ack wait.
@@ -171,7 +172,17 @@ func (r *Router) handle(m Message) {
 			r.yield(r.ctx)
 		}
 	}
-	_ = r.handler(r.ctx, m)
+	_ = r.handler(ctx, m)
+}
+
+type workerKey struct{}
+
+// Worker returns the index, in [0, workers), of the Router worker whose
+// handler ctx belongs to: state kept per worker (a cache of one key's
+// records) needs no lock, since a key's messages all go to one worker.
+func Worker(ctx context.Context) (int, bool) {
+	i, ok := ctx.Value(workerKey{}).(int)
+	return i, ok
 }
 
 // Stop stops taking messages, lets the workers finish what they hold until

@@ -252,3 +252,56 @@ func TestDispatchGivesUpWithItsContext(t *testing.T) {
 		t.Fatalf("Dispatch = %v, want context.Canceled", err)
 	}
 }
+
+// A handler behind the Router (whose Settle wraps each message) gets back
+// to the store's message type, and knows its worker; one key's messages
+// all run on one worker.
+func TestRouterHandlerSeesUnderlyingAndWorker(t *testing.T) {
+	type got struct {
+		m      *recMsg
+		ok     bool
+		worker int
+		hasW   bool
+	}
+	const workers = 3
+	seen := make(chan got, 16)
+	r := NewRouter(func(ctx context.Context, m Message) error {
+		if _, wrapped := m.(*recMsg); wrapped {
+			t.Error("the handler got the message unwrapped: Settle no longer tracks it")
+		}
+		u, ok := Underlying[*recMsg](m)
+		w, hasW := Worker(ctx)
+		seen <- got{u, ok, w, hasW}
+		return nil
+	}, WithWorkers(workers))
+	defer func() { _ = r.Stop(context.Background()) }()
+	var sent []*recMsg
+	for range 4 {
+		m := newRec(1)
+		sent = append(sent, m)
+		if err := r.Dispatch(context.Background(), "room-a", m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := -1
+	for i := range sent {
+		g := <-seen
+		if !g.ok || g.m != sent[i] {
+			t.Fatalf("message %d: Underlying = %p, %v; want %p", i, g.m, g.ok, sent[i])
+		}
+		if !g.hasW || g.worker < 0 || g.worker >= workers {
+			t.Fatalf("Worker = %d, %v", g.worker, g.hasW)
+		}
+		if first < 0 {
+			first = g.worker
+		} else if g.worker != first {
+			t.Fatalf("one key on workers %d and %d", first, g.worker)
+		}
+	}
+	if _, ok := Underlying[*recMsg](keyed{}); ok {
+		t.Error("Underlying found a type the message neither is nor wraps")
+	}
+	if _, ok := Worker(context.Background()); ok {
+		t.Error("Worker outside a router")
+	}
+}
