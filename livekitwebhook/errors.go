@@ -2,6 +2,7 @@ package livekitwebhook
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
@@ -100,3 +101,30 @@ func refusal(err error) *RefusalError {
 		return &RefusalError{http.StatusUnauthorized, verify.Reason(err), err}
 	}
 }
+
+// RoomFinishedError is how a transport bound to a room (TransportName)
+// tells voice.VoicePipeline.Run that the room's room_finished was
+// processed: Run returns it (errors.As), and errors.Is(err, ErrRoomFinished)
+// holds. A context cancel never gives one.
+type RoomFinishedError struct {
+	// Room is the LiveKit room name the transport is bound to.
+	Room string
+	// RoomSID and SessionID are those of the finished room, when the
+	// receiver's state could be read ("" otherwise).
+	RoomSID   string
+	SessionID string
+	// Reason is LiveKit's RoomEndReason name, "" when the server sent none
+	// (servers before v1.9) or the state could not be read.
+	Reason string
+}
+
+// Error names the room and its end reason.
+func (e *RoomFinishedError) Error() string {
+	if e.Reason == "" {
+		return fmt.Sprintf("livekit room %q finished", e.Room)
+	}
+	return fmt.Sprintf("livekit room %q finished: %s", e.Room, e.Reason)
+}
+
+// Unwrap returns ErrRoomFinished.
+func (e *RoomFinishedError) Unwrap() error { return ErrRoomFinished }

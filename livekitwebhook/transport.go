@@ -7,6 +7,7 @@ import (
 	"io"
 	"iter"
 	"sync"
+	"time"
 
 	"github.com/lookatitude/beluga-ai/v2/core"
 	"github.com/lookatitude/beluga-ai/v2/voice"
@@ -82,7 +83,7 @@ type Transport struct {
 
 	mu       sync.Mutex
 	closed   bool
-	finished bool
+	finished *RoomFinishedError // set when the room's end closed it
 	closeErr error
 }
 
@@ -129,7 +130,7 @@ func newTransport(cfg transport.Config) (*Transport, error) {
 			return nil, core.NewError(op, core.ErrProviderDown, "read room state", err)
 		}
 		if ok && s.EndedAt != nil {
-			t.finish()
+			t.finish(s)
 			return t, nil
 		}
 	}
@@ -138,7 +139,7 @@ func newTransport(cfg transport.Config) (*Transport, error) {
 		case <-fired:
 			// fired also closes when ctx ends, which only Close does.
 			if ctx.Err() == nil {
-				t.finish()
+				t.finish(t.endedSession())
 			}
 		case <-t.done:
 		}
@@ -146,11 +147,26 @@ func newTransport(cfg transport.Config) (*Transport, error) {
 	return t, nil
 }
 
-// finish closes the transport because its room finished.
-func (t *Transport) finish() {
+// endedSession reads the room's state once room_finished fired, for its end
+// reason. The state is stored before the watch fires (see apply); a read
+// failure only loses the reason, so it is bounded and not retried.
+func (t *Transport) endedSession() Session {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, ok, err := t.Session(ctx)
+	if err != nil || !ok {
+		t.recv.log.Warn("transport: room state unreadable after room_finished; end reason unknown",
+			"room_name", t.room, "error", fmt.Sprint(err))
+		return Session{RoomName: t.room}
+	}
+	return s
+}
+
+// finish closes the transport because its room (ended session s) finished.
+func (t *Transport) finish(s Session) {
 	t.mu.Lock()
 	if !t.closed {
-		t.finished = true
+		t.finished = &RoomFinishedError{Room: t.room, RoomSID: s.RoomSID, SessionID: s.SessionID, Reason: s.EndReason}
 	}
 	t.mu.Unlock()
 	_ = t.Close()
@@ -166,7 +182,10 @@ func (t *Transport) Done() <-chan struct{} { return t.done }
 
 // Finished reports whether the transport closed because the room's
 // room_finished was processed.
-func (t *Transport) Finished() bool {
+func (t *Transport) Finished() bool { return t.finishedErr() != nil }
+
+// finishedErr is the error Recv ends with once the room finished, else nil.
+func (t *Transport) finishedErr() *RoomFinishedError {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.finished
@@ -184,25 +203,41 @@ func (t *Transport) isClosed() bool {
 	return t.closed
 }
 
-// Recv yields the frames of the underlying LiveKit transport. The iterator
-// returns, without an error, once the transport is closed (also when it
-// was closed before Recv was called) or ctx ends.
+// Recv yields the frames of the underlying LiveKit transport. Once the
+// room finished it ends with one last pair (zero frame, *RoomFinishedError),
+// so that errors.Is(err, ErrRoomFinished) holds for what
+// voice.VoicePipeline.Run returns: Run returns the first error of its
+// processor chain as is (beluga-ai v2.13.1 voice/pipeline.go, Run's drain
+// loop), and FrameLoop processors pass an input error on unchanged
+// (voice/processor.go, handleOneFrame). Closed by Close, or when ctx ends,
+// it returns without an error (Run then returns ctx.Err()).
 func (t *Transport) Recv(ctx context.Context) iter.Seq2[voice.Frame, error] {
 	return func(yield func(voice.Frame, error) bool) {
 		if t.isClosed() {
+			t.yieldFinished(yield)
 			return
 		}
 		for f, err := range t.inner.Recv(ctx) {
 			if err != nil && t.isClosed() {
-				return // closed between our check and the inner one
+				break // closed between our check and the inner one
 			}
 			if !yield(f, err) || err != nil {
 				return
 			}
 			if t.isClosed() {
-				return
+				break
 			}
 		}
+		if ctx.Err() == nil {
+			t.yieldFinished(yield)
+		}
+	}
+}
+
+// yieldFinished yields the room's end, if that is what closed t.
+func (t *Transport) yieldFinished(yield func(voice.Frame, error) bool) {
+	if fin := t.finishedErr(); fin != nil {
+		yield(voice.Frame{}, fin)
 	}
 }
 
@@ -237,10 +272,10 @@ func (t *Transport) closedErr(op string) error {
 	switch {
 	case !closed:
 		return nil
-	case finished:
+	case finished != nil:
 		return core.NewError("livekitwebhook.transport."+op, core.ErrInvalidInput,
 			fmt.Sprintf("transport closed: room %q finished", t.room),
-			fmt.Errorf("%w: %w", ErrTransportClosed, ErrRoomFinished))
+			fmt.Errorf("%w: %w", ErrTransportClosed, finished))
 	default:
 		return core.NewError("livekitwebhook.transport."+op, core.ErrInvalidInput,
 			"transport closed", ErrTransportClosed)

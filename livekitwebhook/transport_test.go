@@ -138,7 +138,9 @@ func TestTransportPipelineEndsOnRoomFinished(t *testing.T) {
 		t.Fatal("finished before room_finished")
 	}
 
-	if code, body := postEvent(t, tr.url, roomEvent("EV_tr_finish", "room_finished", "voice-room", "RM_voice", t0+30)); code != 200 {
+	finished := roomEvent("EV_tr_finish", "room_finished", "voice-room", "RM_voice", t0+30)
+	finished.RoomEndReason = livekit.RoomEndReason_ROOM_END_API_DELETE
+	if code, body := postEvent(t, tr.url, finished); code != 200 {
 		t.Fatalf("room_finished: %d %s", code, body)
 	}
 	var processed time.Time
@@ -152,8 +154,17 @@ func TestTransportPipelineEndsOnRoomFinished(t *testing.T) {
 	})
 	select {
 	case err := <-runErr:
-		if err != nil {
-			t.Fatalf("pipeline Run: %v", err)
+		// Run tells the room's end from a stop: the error names it, with
+		// LiveKit's end reason.
+		var fin *RoomFinishedError
+		if !errors.Is(err, ErrRoomFinished) || !errors.As(err, &fin) {
+			t.Fatalf("pipeline Run = %v, want a *RoomFinishedError", err)
+		}
+		if fin.Reason != "ROOM_END_API_DELETE" || fin.Room != "voice-room" || fin.RoomSID != "RM_voice" {
+			t.Fatalf("RoomFinishedError = %+v", *fin)
+		}
+		if errors.Is(err, context.Canceled) {
+			t.Fatalf("room end reads as a cancel: %v", err)
 		}
 		t.Logf("pipeline ended %s after room_finished was seen processed", time.Since(processed).Round(time.Millisecond))
 	case <-time.After(5 * time.Second):
@@ -175,9 +186,7 @@ func TestTransportPipelineEndsOnRoomFinished(t *testing.T) {
 	if _, err := tp.AudioOut().Write([]byte{0}); !errors.Is(err, ErrTransportClosed) {
 		t.Fatalf("AudioOut after close: %v", err)
 	}
-	for f, err := range tp.Recv(ctx) {
-		t.Fatalf("Recv after close yielded %v, %v", f, err)
-	}
+	assertRecvFinished(t, tp)
 
 	// The other room's transport is still bound and open.
 	if other.Finished() || other.isClosed() {
@@ -258,9 +267,7 @@ func TestTransportRoomSIDAlreadyFinished(t *testing.T) {
 	if !tp.Finished() {
 		t.Fatal("transport of a finished room sid is open")
 	}
-	for range tp.Recv(ctx) {
-		t.Fatal("Recv yielded on a finished room")
-	}
+	assertRecvFinished(t, tp)
 
 	// Without the sid only a future room_finished closes it (the name may be
 	// reused by a new room).
@@ -283,5 +290,47 @@ func TestTransportRoomSIDAlreadyFinished(t *testing.T) {
 	defer at.Close()
 	if at.(*Transport).Finished() {
 		t.Fatal("transport of an active room sid is closed")
+	}
+}
+
+// assertRecvFinished: Recv on a transport closed by its room's end yields
+// one pair, the room's end, and nothing else.
+func assertRecvFinished(t *testing.T, tp *Transport) {
+	t.Helper()
+	n := 0
+	for f, err := range tp.Recv(context.Background()) {
+		n++
+		if len(f.Data) != 0 || !errors.Is(err, ErrRoomFinished) {
+			t.Fatalf("Recv after the room finished yielded %v, %v", f, err)
+		}
+	}
+	if n != 1 {
+		t.Fatalf("Recv after the room finished yielded %d pairs, want 1", n)
+	}
+}
+
+// TestTransportPipelineCanceled: a canceled context ends Run with
+// context.Canceled, never with the room's end.
+func TestTransportPipelineCanceled(t *testing.T) {
+	tr := startReceiver(t, testConfig(t))
+	tp := newTestTransport(t, tr.Receiver, "cancel-room")
+	pipe := voice.NewPipeline(
+		voice.WithTransport(tp),
+		voice.WithVAD(voice.NewEnergyVAD(voice.EnergyVADConfig{})),
+	)
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- pipe.Run(ctx) }()
+	cancel()
+	select {
+	case err := <-runErr:
+		if !errors.Is(err, context.Canceled) || errors.Is(err, ErrRoomFinished) {
+			t.Fatalf("Run after cancel = %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not end on cancel")
+	}
+	if tp.Finished() {
+		t.Fatal("cancel marked the transport finished")
 	}
 }

@@ -139,16 +139,18 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	stopServer()
 	<-serveErr
+	// Run says why it ended: the room's end (with LiveKit's reason) is an
+	// error matching ErrRoomFinished, a cancel is ctx's error.
+	var fin *livekitwebhook.RoomFinishedError
 	switch {
+	case errors.As(err, &fin):
+		fmt.Fprintf(stdout, "room %q finished (%s): pipeline ended\n", *room, reasonOr(fin.Reason))
+		return nil
 	case ctx.Err() != nil:
 		fmt.Fprintln(stdout, "interrupted")
 		return nil
 	case err != nil:
 		return fmt.Errorf("pipeline: %w", err)
-	}
-	if lt, ok := tr.(*livekitwebhook.Transport); ok && lt.Finished() {
-		fmt.Fprintf(stdout, "room %q finished: pipeline ended\n", *room)
-		return nil
 	}
 	return errors.New("pipeline ended before the room finished")
 }
@@ -175,6 +177,13 @@ func agentToken(cfg livekitwebhook.Config, room string) (string, error) {
 		SetVideoGrant(&auth.VideoGrant{RoomJoin: true, Room: room}).
 		SetValidFor(6 * time.Hour).
 		ToJWT()
+}
+
+func reasonOr(reason string) string {
+	if reason == "" {
+		return "no end reason sent"
+	}
+	return reason
 }
 
 func envOr(name, def string) string {

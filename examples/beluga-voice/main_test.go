@@ -161,7 +161,7 @@ func TestRunEndsWhenRoomFinishes(t *testing.T) {
 			case <-time.After(500 * time.Millisecond):
 			}
 
-			if code := postSigned(t, url, tc.key, tc.secret, &livekit.WebhookEvent{Id: "EV_v5", Event: "room_finished", CreatedAt: t0 + 30, Room: room}); code != http.StatusOK {
+			if code := postSigned(t, url, tc.key, tc.secret, &livekit.WebhookEvent{Id: "EV_v5", Event: "room_finished", CreatedAt: t0 + 30, Room: room, RoomEndReason: livekit.RoomEndReason_ROOM_END_IDLE_TIMEOUT}); code != http.StatusOK {
 				t.Fatalf("room_finished: %d", code)
 			}
 			select {
@@ -172,7 +172,7 @@ func TestRunEndsWhenRoomFinishes(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatalf("run still going 10s after room_finished\n%s", out.String())
 			}
-			if !strings.Contains(out.String(), `room "call-1" finished: pipeline ended`) {
+			if !strings.Contains(out.String(), `room "call-1" finished (ROOM_END_IDLE_TIMEOUT): pipeline ended`) {
 				t.Fatalf("no finish line:\n%s", out.String())
 			}
 			if got := strings.Contains(out.String(), "devkey/secret"); got != (tc.env == nil) {
