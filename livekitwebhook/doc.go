@@ -111,7 +111,12 @@
 // livekitwebhook.process span (starting the grace period after it), with the
 // OnSessionEnded hook spans below it; a session closed by expiry has no such
 // event and its report span is a root. Attributes name the event, event id, room,
-// participant and session ids, never secrets, turnPassword or metadata.
+// participant and session ids, never secrets, turnPassword or metadata. The
+// session id is also gen_ai.conversation.id on processing, hook and report
+// spans, and on the livekitwebhook.turn span the Plugin starts per agent
+// turn; those spans (and the span in the turn's context) link to the room's
+// trace, the trace of its first stored webhook. Hook contexts carry the
+// session id (core.GetSessionID).
 // Metrics go through the OTel metric API (WithMeterProvider); `lkwebhook
 // serve` exports them for Prometheus at /metrics. Logs use log/slog with
 // trace and span ids.

@@ -152,7 +152,9 @@ func (p *processor) finalize(ctx context.Context, t task, cache *recordCache) (e
 	if err != nil || rec == nil || !rec.Reported || rec.Delivered {
 		return err
 	}
-	span.SetAttributes(attribute.String(attrSession, rec.Report.SessionID), attribute.String(attrRoomName, rec.Report.RoomName))
+	span.SetAttributes(attribute.String(attrRoomName, rec.Report.RoomName))
+	span.SetAttributes(sessionAttrs(rec.Report.SessionID)...)
+	linkRoomTrace(span, rec.TraceParent)
 	if won {
 		p.recordReportMetrics(ctx, rec.Report, closedActive)
 		if t.Reason == reconcileReason && rec.Report.Disposition == DispositionExpired {
@@ -289,8 +291,8 @@ func (p *processor) deliver(ctx context.Context, key string, rec *roomRecord, ca
 }
 
 func (p *processor) callEnded(ctx context.Context, h endedHook, r Report) error {
-	return p.invokeHook(ctx, h.name, func(ctx context.Context) error { return h.fn(ctx, r) },
-		attribute.String(attrSession, r.SessionID), attribute.String(attrRoomSID, r.RoomSID))
+	return p.invokeHook(ctx, h.name, r.SessionID, func(ctx context.Context) error { return h.fn(ctx, r) },
+		attribute.String(attrRoomSID, r.RoomSID))
 }
 
 func (p *processor) recordReportMetrics(ctx context.Context, r *lifecycle.Session, closedActive int) {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/livekit/protocol/livekit"
+	"github.com/lookatitude/beluga-ai/v2/core"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
@@ -72,17 +73,20 @@ func (p *processor) warnIfLegacy(recorded, hook string) {
 }
 
 func (p *processor) callHook(ctx context.Context, h boundHook, ev *livekit.WebhookEvent, view Session) error {
-	return p.invokeHook(ctx, h.name, func(ctx context.Context) error { return h.fn(ctx, ev, view) },
-		attribute.String(attrEvent, ev.Event), attribute.String(attrEventID, ev.Id),
-		attribute.String(attrSession, view.SessionID))
+	return p.invokeHook(ctx, h.name, view.SessionID, func(ctx context.Context) error { return h.fn(ctx, ev, view) },
+		attribute.String(attrEvent, ev.Event), attribute.String(attrEventID, ev.Id))
 }
 
 // invokeHook runs one user hook through the hook chain (see chains): in
 // its own span, a child of the processing or report span in ctx, with a
 // timeout, a panic turned into an error: a hook's bug must not take the
-// processor down.
-func (p *processor) invokeHook(ctx context.Context, name string, f func(context.Context) error, kv ...attribute.KeyValue) error {
-	return p.hook(ctx, &hookCall{fn: f, attrs: append(kv, attribute.String(attrHook, name))})
+// processor down. The hook's context carries the session id
+// (core.GetSessionID), the one its span has as gen_ai.conversation.id.
+func (p *processor) invokeHook(ctx context.Context, name, sessionID string, f func(context.Context) error, kv ...attribute.KeyValue) error {
+	ctx = core.WithSessionID(ctx, sessionID)
+	kv = append(kv, attribute.String(attrHook, name))
+	kv = append(kv, sessionAttrs(sessionID)...)
+	return p.hook(ctx, &hookCall{fn: f, attrs: kv})
 }
 
 // hookCall is one call of a user hook as a pipeline message. It is never

@@ -10,11 +10,21 @@ import (
 	"github.com/lookatitude/beluga-ai/v2/core"
 	"github.com/lookatitude/beluga-ai/v2/runtime"
 	"github.com/lookatitude/beluga-ai/v2/schema"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // StateKeyRoom is the Beluga Session.State key where the Plugin puts the
 // live room state before each turn.
 const StateKeyRoom = "livekit.room"
+
+// StateKeyTraceParent is the Beluga Session.State key where the Plugin puts
+// the room's trace context (a W3C traceparent) before each turn: the trace
+// of the first webhook stored for the room, which turns link to.
+const StateKeyTraceParent = "livekit.trace_parent"
+
+// spanTurn is the span the Plugin starts for each turn it ties to a room.
+const spanTurn = "livekitwebhook.turn"
 
 // Room statuses in the map stored under StateKeyRoom.
 const (
@@ -66,7 +76,7 @@ func (p *sessionPlugin) BeforeTurn(ctx context.Context, session *runtime.Session
 	if id == "" {
 		return input, nil
 	}
-	s, ok, err := p.r.SessionByID(ctx, id)
+	s, tp, ok, err := p.r.roomOfSession(ctx, id)
 	if err != nil {
 		if ctx.Err() != nil {
 			return input, ctx.Err()
@@ -83,11 +93,57 @@ func (p *sessionPlugin) BeforeTurn(ctx context.Context, session *runtime.Session
 		return input, core.NewError("livekitwebhook.plugin.before_turn", core.ErrInvalidInput, "encode room state", err)
 	}
 	session.State[StateKeyRoom] = view
+	if tp != "" {
+		session.State[StateKeyTraceParent] = tp
+	}
+	p.traceTurn(ctx, s, tp)
 	if s.EndedAt != nil {
 		return input, core.NewError("livekitwebhook.plugin.before_turn", core.ErrInvalidInput,
 			fmt.Sprintf("livekit room %q finished (session %q): no more turns", s.RoomName, s.SessionID), ErrRoomFinished)
 	}
 	return input, nil
+}
+
+// traceTurn ties the turn's trace to the room's: the span in ctx (the
+// app's turn span, parent of the agent's spans) gets the session attribute
+// and a link to the room's trace, and a short child span livekitwebhook.turn
+// carries both too, so that the agent's trace holds them even when its span
+// in ctx is not recording (or there is none: the turn span is then a root).
+func (p *sessionPlugin) traceTurn(ctx context.Context, s Session, tp string) {
+	kv := append(sessionAttrs(s.SessionID),
+		attribute.String(attrRoomName, s.RoomName), attribute.String(attrRoomSID, s.RoomSID),
+		attribute.String(attrOpName, spanTurn))
+	if parent := trace.SpanFromContext(ctx); parent.IsRecording() {
+		parent.SetAttributes(sessionAttrs(s.SessionID)...)
+		linkRoomTrace(parent, tp)
+	}
+	_, span := p.r.tel.tracer.Start(ctx, spanTurn, trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(kv...))
+	linkRoomTrace(span, tp)
+	span.End()
+}
+
+// roomOfSession is SessionByID plus the room's trace context.
+func (r *Receiver) roomOfSession(ctx context.Context, sessionID string) (s Session, traceParent string, ok bool, err error) {
+	eng := r.engine()
+	if eng == nil {
+		return Session{}, "", false, ErrEngineUnavailable
+	}
+	sid, ok, err := eng.Names.SessionRoomSID(ctx, sessionID)
+	if err != nil || !ok {
+		return Session{}, "", false, err
+	}
+	key, err := eng.Rooms.Key(ctx, sid)
+	if err != nil {
+		return Session{}, "", false, err
+	}
+	rec, _, err := eng.Rooms.Get(ctx, key)
+	if err != nil || rec == nil {
+		return Session{}, "", false, err
+	}
+	if rec.Reported && rec.Report != nil {
+		return sessionOf(*rec.Report), rec.TraceParent, true, nil
+	}
+	return sessionOf(rec.State.Session()), rec.TraceParent, true, nil
 }
 
 // AfterTurn returns events unchanged.

@@ -438,6 +438,11 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 			*next = *cur
 			next.Pending = clonePending(cur.Pending)
 		}
+		if next.TraceParent == "" {
+			// The room's trace: that of the first event stored for it
+			// (room_started, unless events came out of order).
+			next.TraceParent = traceParent(ctx)
+		}
 		if err := p.beluga.correlate(ctx, &next.State, ev); err != nil {
 			return nil, err
 		}
@@ -481,7 +486,8 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 		// pending (a retry or a replay): they keep their guarantees.
 		return p.runHooks(ctx, key, id, ev, rec, cache)
 	}
-	span.SetAttributes(attribute.String(attrSession, rec.State.SessionID))
+	span.SetAttributes(sessionAttrs(rec.State.SessionID)...)
+	linkRoomTrace(span, rec.TraceParent)
 	if rec.State.BelugaSessionID != "" {
 		span.SetAttributes(attribute.String(attrBeluga, rec.State.BelugaSessionID))
 	}

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -35,6 +36,7 @@ const (
 	attrOutcome  = "livekitwebhook.outcome"
 	attrHook     = "livekitwebhook.hook"
 	attrAttempt  = "livekitwebhook.attempt"
+	attrLinkKind = "livekitwebhook.link"
 )
 
 // telemetry holds the tracer, propagator and every instrument.
@@ -247,4 +249,42 @@ func (t *telemetry) countRequest(ctx context.Context, event, outcome string) {
 		}
 	}
 	t.requests.Add(ctx, 1, o.(metric.MeasurementOption))
+}
+
+// sessionAttrs are the attributes that find one call's spans: the
+// receiver's session id, and the same value under OTel GenAI's
+// gen_ai.conversation.id (Beluga's o11y has no session attribute), which
+// the Plugin sets on agent turns too.
+func sessionAttrs(sessionID string) []attribute.KeyValue {
+	if sessionID == "" {
+		return nil
+	}
+	return []attribute.KeyValue{attribute.String(attrSession, sessionID), semconv.GenAIConversationID(sessionID)}
+}
+
+// traceParent is the W3C traceparent of ctx's span, "" without one. It is
+// stored with the room whatever propagator the receiver uses: it is read
+// back only by this package.
+func traceParent(ctx context.Context) string {
+	c := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, c)
+	return c["traceparent"]
+}
+
+// spanContextOf parses a traceparent; the result is invalid for "".
+func spanContextOf(tp string) trace.SpanContext {
+	if tp == "" {
+		return trace.SpanContext{}
+	}
+	ctx := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{"traceparent": tp})
+	return trace.SpanContextFromContext(ctx)
+}
+
+// linkRoomTrace links span to the room's trace, unless span is in it.
+func linkRoomTrace(span trace.Span, tp string) {
+	sc := spanContextOf(tp)
+	if !sc.IsValid() || !span.IsRecording() || sc.TraceID() == span.SpanContext().TraceID() {
+		return
+	}
+	span.AddLink(trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{attribute.String(attrLinkKind, "livekit.room")}})
 }

@@ -18,6 +18,10 @@ import (
 // compare-and-set on the revision it was read at (Rooms.Update).
 type Room struct {
 	State lifecycle.State `json:"s"`
+	// TraceParent is the W3C traceparent of the span that first stored the
+	// room: the room's trace, which later events, the report and agent
+	// turns link to.
+	TraceParent string `json:"tp,omitempty"`
 	// Pending lists, per applied event id, the hooks that have not succeeded
 	// yet. An entry disappears once they all have.
 	Pending map[string]HookNames `json:"p,omitempty"`
