@@ -172,4 +172,3 @@ func spansNamed(rec *tracetest.SpanRecorder, name string) []sdktrace.ReadOnlySpa
 	}
 	return out
 }
-
