@@ -71,42 +71,15 @@ func (r belugaLink) correlate(ctx context.Context, s *lifecycle.State, ev *livek
 	return nil
 }
 
-// belugaSession finds or creates the Beluga session of a backend session id.
-// The mapping lives in the engine, so restarts and replicas agree; a race
-// between two creators is settled by the bucket's create-if-absent.
+// belugaSession finds, adopts or creates the Beluga session of a backend
+// session id (see roomSessions) and tags it with its room.
 func (r belugaLink) belugaSession(ctx context.Context, sessionID, roomName, roomSID string) (string, error) {
-	svc := r.sessions
-	if e, ok, err := r.store.Get(ctx, sessionID); err != nil {
-		return "", err
-	} else if ok {
-		if s, err := svc.Get(ctx, e.ID); err == nil {
-			id := e.ID
-			return id, r.tagBelugaSession(ctx, s.ID, roomName, roomSID, sessionID)
-		}
-		// The mapped session is gone (an in-memory service restarted):
-		// create a new one and move the mapping.
-		sess, err := svc.Create(ctx, r.agentID)
-		if err != nil {
-			return "", err
-		}
-		if err := r.store.Move(ctx, e, sess.ID); err != nil {
-			_ = svc.Delete(ctx, sess.ID)
-			return "", err
-		}
-		return sess.ID, r.tagBelugaSession(ctx, sess.ID, roomName, roomSID, sessionID)
-	}
-	sess, err := svc.Create(ctx, r.agentID)
+	m := roomSessions{svc: r.sessions, store: r.store, agentID: r.agentID}
+	s, err := m.session(ctx, sessionID)
 	if err != nil {
 		return "", err
 	}
-	if err := r.store.Create(ctx, sessionID, sess.ID); err != nil {
-		_ = svc.Delete(ctx, sess.ID)
-		if errors.Is(err, engine.ErrConflict) {
-			return r.belugaSession(ctx, sessionID, roomName, roomSID)
-		}
-		return "", err
-	}
-	return sess.ID, r.tagBelugaSession(ctx, sess.ID, roomName, roomSID, sessionID)
+	return s.ID, r.tagBelugaSession(ctx, s.ID, roomName, roomSID, sessionID)
 }
 
 func (r belugaLink) tagBelugaSession(ctx context.Context, id, roomName, roomSID, sessionID string) error {

@@ -77,10 +77,16 @@
 //
 // # Beluga wiring
 //
-//   - WithSessionService creates a Beluga runtime.Session for each mapped
-//     room (the mapping is kept in the store, so restarts and replicas
-//     agree), with the receiver's session id in State[StateKeySession], and
-//     writes the Report into State[StateKeyReport].
+//   - WithSessionService gives each mapped room a Beluga runtime.Session
+//     (the mapping is kept in the store, so restarts and replicas agree; one
+//     room never gets two), with the receiver's session id in
+//     State[StateKeySession], and writes the Report into
+//     State[StateKeyReport]. A session id that is itself a Beluga session
+//     (named in the room's metadata) is adopted.
+//   - SessionService wraps that service for the Runner: its Get takes a
+//     room's session id, so runner.Run(ctx, "call-7", …) continues the
+//     room's session, whether the agent or the room's first webhook came
+//     first.
 //   - Plugin is a runtime.Plugin that puts the live room (the Session JSON
 //     plus a status) into State[StateKeyRoom] before each turn and refuses
 //     turns once the room finished, with an error wrapping ErrRoomFinished.
@@ -95,7 +101,7 @@
 //
 //	svc := runtime.NewInMemorySessionService()
 //	recv, _ := livekitwebhook.New(cfg, livekitwebhook.WithSessionService(svc))
-//	runner := runtime.NewRunner(a, runtime.WithSessionService(svc), runtime.WithPlugins(recv.Plugin()))
+//	runner := runtime.NewRunner(a, runtime.WithSessionService(recv.SessionService()), runtime.WithPlugins(recv.Plugin()))
 //	t, err := transport.New(livekitwebhook.TransportName,
 //		livekitwebhook.TransportConfig(recv, "call-42", transport.Config{URL: lkURL, Token: token}))
 //	pipe := voice.NewPipeline(voice.WithTransport(t), voice.WithVAD(voice.NewEnergyVAD(voice.EnergyVADConfig{})))

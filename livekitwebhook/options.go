@@ -47,8 +47,9 @@ func WithHooks(h ...Hooks) Option { return func(o *options) { o.hooks = append(o
 // Config.Correlation).
 func WithCorrelator(c Correlator) Option { return func(o *options) { o.correlator = c } }
 
-// WithSessionService creates a Beluga session per room and writes the final
-// report into its State. Share it with the runtime.Runner.
+// WithSessionService gives each room a Beluga session of s and writes the
+// final report into its State. Hand the Runner Receiver.SessionService(),
+// which wraps s so that a room's session id finds the room's session.
 func WithSessionService(s runtime.SessionService) Option {
 	return func(o *options) { o.sessions = s }
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/livekit/protocol/livekit"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -201,4 +202,24 @@ func Keys(t testing.TB, eng *engine.Engine, bucket string) []string {
 		t.Fatal(err)
 	}
 	return keys
+}
+
+// Server starts a JetStream server on a free port (bound by the server
+// itself) until the test ends and returns its URL: an external deployment
+// several receivers (replicas) share.
+func Server(t testing.TB) string {
+	t.Helper()
+	srv, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(srv.Shutdown)
+	return srv.ClientURL()
 }
