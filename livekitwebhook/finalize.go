@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -204,20 +203,6 @@ func (p *processor) allApplied(ctx context.Context, t task, cache *recordCache) 
 	}
 	return err
 }
-
-// handedOn is what every report's check asks the engine, read once for many
-// reports of a burst: both values only move forward, so what was read for one
-// report stays true for the next.
-type handedOn struct {
-	mu     sync.Mutex
-	clear  time.Time // the journal held no envelope written before this
-	floor  uint64    // the processor acked every event up to this stream sequence
-	readAt time.Time
-}
-
-// handedOnMaxAge bounds how stale a floor may be: older, the events past it
-// that each check reads grow with the traffic since.
-const handedOnMaxAge = 100 * time.Millisecond
 
 // floorFor returns the processor's ack floor once every event accepted before
 // due is in the events stream, errEventsPending before that. The journal is
