@@ -2,6 +2,7 @@ package livekitwebhook
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"testing"
 	"time"
@@ -135,17 +136,20 @@ func TestAutoWireFromEnv(t *testing.T) {
 		t.Fatalf("AutoWire: %v, %v", r, err)
 	}
 	defer func() { _ = r.Stop(context.Background()) }()
+	// Every path of Routes, the per-session one in each router spelling.
 	want := map[string]bool{}
 	for p := range r.Routes() {
 		want[p] = true
 	}
-	if len(a.paths) != len(want) {
-		t.Fatalf("registered %v, want %v", a.paths, want)
+	for _, s := range sessionRouteSpellings {
+		want[cfg.SessionsPath+s] = true
 	}
+	got := map[string]bool{}
 	for _, p := range a.paths {
-		if !want[p] {
-			t.Fatalf("unexpected path %q", p)
-		}
+		got[p] = true
+	}
+	if !maps.Equal(got, want) || len(a.paths) != len(want) {
+		t.Fatalf("registered %v, want %v", a.paths, want)
 	}
 
 	t.Setenv("BELUGA_LIVEKIT_WEBHOOK_ENABLED", "false")

@@ -49,8 +49,10 @@ type Config struct {
 	// 200 and counted, not stored.
 	Events string `json:"events"`
 
-	// DataDir holds the embedded engine's storage.
-	DataDir string `json:"data_dir" default:"./data"`
+	// DataDir holds the embedded engine's storage. Empty: DefaultDataDir
+	// ("./data") under the working directory, and Start logs a WARN line
+	// naming that absolute directory. Ignored when NatsURL is set.
+	DataDir string `json:"data_dir"`
 	// NatsURL selects an external NATS/JetStream deployment instead.
 	NatsURL     string `json:"nats_url"`
 	NatsCreds   string `json:"nats_creds"`

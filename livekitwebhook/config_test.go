@@ -11,7 +11,7 @@ import (
 func TestConfigDefaults(t *testing.T) {
 	c := DefaultConfig()
 	if c.Path != "/voice/livekit/webhooks" || c.MaxBodyBytes != 1<<20 || c.Leeway != "60s" ||
-		c.DedupeWindow != "24h" || c.FinalizeGrace != "10s" || c.MaxAttempts != 8 || c.DataDir != "./data" {
+		c.DedupeWindow != "24h" || c.FinalizeGrace != "10s" || c.MaxAttempts != 8 || c.DataDir != "" {
 		t.Fatalf("defaults %+v", c)
 	}
 	d, err := c.durations()

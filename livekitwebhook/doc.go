@@ -42,6 +42,16 @@
 //	recv, err := livekitwebhook.AutoWire(ctx, srv, "livekit", cfg, opts...)
 //	if recv != nil { defer recv.Stop(context.Background()) }
 //
+// Mount works on Beluga's stdlib, chi, echo, gin, fiber, huma and connect
+// adapters, and on any of them wrapped by server.ApplyMiddleware: one
+// session answers at SessionsPath/{id} on each, and at SessionsPath?id={id}
+// on every adapter. The gRPC adapter serves no HTTP handlers and is refused
+// with an ErrInvalidInput error.
+//
+// Storage is explicit: the embedded engine writes Config.DataDir; left
+// empty (and no Config.NatsURL), it writes DefaultDataDir under the working
+// directory and Start logs a WARN line naming that absolute directory.
+//
 // # Sessions and reports
 //
 // A Session is the view of one room sid at one moment: event hooks get it

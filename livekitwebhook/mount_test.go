@@ -17,7 +17,10 @@ import (
 	"github.com/lookatitude/beluga-ai/v2/server"
 	chiadapter "github.com/lookatitude/beluga-ai/v2/server/adapters/chi"
 	echoadapter "github.com/lookatitude/beluga-ai/v2/server/adapters/echo"
+	fiberadapter "github.com/lookatitude/beluga-ai/v2/server/adapters/fiber"
+	ginadapter "github.com/lookatitude/beluga-ai/v2/server/adapters/gin"
 	grpcadapter "github.com/lookatitude/beluga-ai/v2/server/adapters/grpc"
+	humaadapter "github.com/lookatitude/beluga-ai/v2/server/adapters/huma"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/testport"
 )
@@ -129,21 +132,34 @@ func TestServeAdapterPortTaken(t *testing.T) {
 	}
 }
 
+// TestMountAdapters: every Beluga HTTP adapter, bare and wrapped by
+// server.ApplyMiddleware (whose wrapper hides the adapter's type), serves
+// the webhook, the sessions list, one session at SessionsPath/{id} and at
+// SessionsPath?id=, and the DLQ.
 func TestMountAdapters(t *testing.T) {
-	tests := []struct {
+	type adapterCase struct {
 		name    string
 		adapter func() server.ServerAdapter
-	}{
+	}
+	bare := []adapterCase{
 		{"stdlib", func() server.ServerAdapter { return server.NewStdlibAdapter(server.Config{}) }},
 		{"chi", func() server.ServerAdapter { return chiadapter.New(server.Config{}) }},
 		{"echo", func() server.ServerAdapter { return echoadapter.New(server.Config{}) }},
-		{"registry-stdlib", func() server.ServerAdapter {
-			a, err := server.New("stdlib", server.Config{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return a
-		}},
+		{"gin", func() server.ServerAdapter { return ginadapter.New(server.Config{}) }},
+		{"fiber", func() server.ServerAdapter { return fiberadapter.New(server.Config{}) }},
+		{"huma", func() server.ServerAdapter { return humaadapter.New(server.Config{}) }},
+	}
+	tests := append([]adapterCase{{"registry-stdlib", func() server.ServerAdapter {
+		a, err := server.New("stdlib", server.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}}}, bare...)
+	for _, b := range bare {
+		tests = append(tests, adapterCase{"traced-" + b.name, func() server.ServerAdapter {
+			return server.ApplyMiddleware(b.adapter(), server.WithTracing())
+		}})
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -193,6 +209,14 @@ func TestMountAdapters(t *testing.T) {
 			if code := getJSON(t, base+cfg.SessionsPath+"/nope", nil); code != http.StatusNotFound {
 				t.Fatalf("GET unknown session: %d, want 404", code)
 			}
+			// The query form answers the same, on every adapter.
+			byPath, byQuery := getBody(t, base+cfg.SessionsPath+"/mount-room"), getBody(t, base+cfg.SessionsPath+"?id=mount-room")
+			if byQuery != byPath {
+				t.Fatalf("GET ?id=mount-room = %s, want the answer of /mount-room: %s", byQuery, byPath)
+			}
+			if code := getJSON(t, base+cfg.SessionsPath+"?id=nope", nil); code != http.StatusNotFound {
+				t.Fatalf("GET ?id=nope: %d, want 404", code)
+			}
 			var dlq map[string]any
 			if code := getJSON(t, base+"/voice/livekit/dlq", &dlq); code != http.StatusOK {
 				t.Fatalf("GET dlq: %d", code)
@@ -206,19 +230,24 @@ func TestMountErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Run("grpc", func(t *testing.T) {
-		err := r.Mount(grpcadapter.New(server.Config{}))
-		if err == nil {
-			t.Fatal("Mount on grpc succeeded")
-		}
-		var ce *core.Error
-		if !errors.As(err, &ce) || ce.Code != core.ErrInvalidInput {
-			t.Fatalf("want core.Error invalid_input, got %#v", err)
-		}
-		if !strings.Contains(err.Error(), "RegisterHandler not supported") || !strings.Contains(err.Error(), "gRPC") {
-			t.Fatalf("error does not explain itself: %v", err)
-		}
-	})
+	for name, a := range map[string]server.ServerAdapter{
+		"grpc":        grpcadapter.New(server.Config{}),
+		"traced-grpc": server.ApplyMiddleware(grpcadapter.New(server.Config{}), server.WithTracing()),
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := r.Mount(a)
+			if err == nil {
+				t.Fatal("Mount on grpc succeeded")
+			}
+			var ce *core.Error
+			if !errors.As(err, &ce) || ce.Code != core.ErrInvalidInput {
+				t.Fatalf("want core.Error invalid_input, got %#v", err)
+			}
+			if !strings.Contains(err.Error(), "RegisterHandler not supported") || !strings.Contains(err.Error(), "gRPC") {
+				t.Fatalf("error does not explain itself: %v", err)
+			}
+		})
+	}
 	t.Run("nil", func(t *testing.T) {
 		if err := r.Mount(nil); err == nil {
 			t.Fatal("Mount(nil) succeeded")
@@ -237,3 +266,18 @@ func TestMountErrors(t *testing.T) {
 type panicAdapter struct{ server.ServerAdapter }
 
 func (panicAdapter) RegisterHandler(string, http.Handler) error { panic("route conflict") }
+
+// getBody GETs url and returns its status and body, for comparing answers.
+func getBody(t testing.TB, url string) string {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%d %s", res.StatusCode, b)
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,9 @@ type Receiver struct {
 	answering intakeActivity
 	// bodyCap is MaxBodyBytes, lowered to what the engine can store.
 	bodyCap atomic.Int64
+	// absDataDir is DataDir resolved once (see dataDir).
+	dataDirOnce sync.Once
+	absDataDir  string
 }
 
 var (
@@ -145,6 +149,7 @@ func (r *Receiver) Start(ctx context.Context) error {
 	if started {
 		return errors.New("livekitwebhook: already started")
 	}
+	r.logStorage()
 	// Replicas starting together on a fresh cluster can leave provisioning
 	// requests unanswered on one connection; a new connection is answered.
 	for attempt := 1; ; attempt++ {
@@ -174,7 +179,7 @@ func (r *Receiver) start(ctx context.Context) error {
 		TLSCA:           r.cfg.NatsTLSCA,
 		TLSCert:         r.cfg.NatsTLSCert,
 		TLSKey:          r.cfg.NatsTLSKey,
-		DataDir:         r.cfg.DataDir,
+		DataDir:         r.dataDir(),
 		Replicas:        r.cfg.Replicas,
 		DedupeWindow:    r.d.dedupe,
 		RecordTTL:       r.d.recordTTL,
@@ -207,6 +212,43 @@ func (r *Receiver) start(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// DefaultDataDir is where the embedded engine keeps its files when
+// Config.DataDir is empty, relative to the working directory.
+const DefaultDataDir = "./data"
+
+// dataDir is the embedded engine's directory, absolute when it can be:
+// the process's working directory at Start, not at a later restart.
+func (r *Receiver) dataDir() string {
+	r.dataDirOnce.Do(func() {
+		dir := r.cfg.DataDir
+		if dir == "" {
+			dir = DefaultDataDir
+		}
+		if abs, err := filepath.Abs(dir); err == nil {
+			dir = abs
+		}
+		r.absDataDir = dir
+	})
+	return r.absDataDir
+}
+
+// logStorage says where the embedded engine stores its files, so that an
+// app never writes a directory it did not hear about: at WARN when data_dir
+// was left empty (the files land under the working directory, wherever the
+// app runs), at INFO otherwise. An external engine (nats_url) has no local
+// files; its URL may hold credentials and is not logged.
+func (r *Receiver) logStorage() {
+	if r.cfg.NatsURL != "" {
+		return
+	}
+	if r.cfg.DataDir == "" {
+		r.log.Warn("data_dir not set: the embedded JetStream engine stores its files in "+r.dataDir()+
+			"; set data_dir (or nats_url) to choose", "data_dir", r.dataDir())
+		return
+	}
+	r.log.Info("embedded JetStream engine storage", "data_dir", r.dataDir())
 }
 
 func (r *Receiver) setEngine(eng *engine.Engine, proc *processor) {

@@ -7,9 +7,11 @@ import (
 )
 
 // Routes returns every path the receiver serves and its handler: the webhook
-// path, the sessions API (SessionsPath and SessionsPath+"/"), and the DLQ
-// admin API (SessionsPath's parent + "/dlq"). Mount and `lkwebhook serve`
-// register exactly these.
+// path, the sessions API (SessionsPath, SessionsPath?id={id} and
+// SessionsPath+"/" for SessionsPath/{id}), and the DLQ
+// admin API (SessionsPath's parent + "/dlq"). `lkwebhook serve` registers
+// exactly these; Mount registers them too, spelling SessionsPath+"/" in
+// each router's syntax.
 func (r *Receiver) Routes() map[string]http.Handler {
 	base := strings.TrimSuffix(r.cfg.SessionsPath, "/")
 	dlq := base[:strings.LastIndex(base, "/")+1] + "dlq"
@@ -61,6 +63,11 @@ func (r *Receiver) serveSessions(w http.ResponseWriter, req *http.Request) {
 	}
 	base := strings.TrimSuffix(r.cfg.SessionsPath, "/")
 	id := strings.TrimPrefix(strings.TrimPrefix(req.URL.Path, base), "/")
+	if id == "" {
+		// SessionsPath?id=: the same answer on routers that cannot route
+		// SessionsPath/{id} to us, and for ids containing "/".
+		id = req.URL.Query().Get("id")
+	}
 	ctx := req.Context()
 	if id != "" {
 		s, ok, err := r.SessionByID(ctx, id)

@@ -79,6 +79,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	setIf(&cfg.Path, *path)
 	setIf(&cfg.DataDir, *data)
+	if cfg.DataDir == "" {
+		cfg.DataDir = livekitwebhook.DefaultDataDir // serve's documented default: chosen, not warned about
+	}
 	setIf(&cfg.NatsURL, *natsURL)
 	setIf(&cfg.NatsCreds, *natsCreds)
 	setIf(&cfg.NatsTLSCA, *natsCA)
