@@ -3,6 +3,7 @@ package livekitwebhook
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"reflect"
 	"slices"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/livekit/protocol/auth"
+	"github.com/livekit/protocol/livekit"
 	"github.com/lookatitude/beluga-ai/v2/config"
 	"gopkg.in/yaml.v3"
 )
@@ -295,4 +298,29 @@ func (c Config) eventSet() map[string]bool {
 		}
 	}
 	return set
+}
+
+// AgentToken mints the room-join token an agent needs to join room as
+// identity (Beluga's livekit transport requires one): kind agent, valid six
+// hours, signed with api_key when set, else with the first of the
+// configured keys in name order (keys, key_file).
+func (c Config) AgentToken(room, identity string) (string, error) {
+	keys, err := c.keySet()
+	if err != nil {
+		return "", err
+	}
+	key := c.APIKey
+	if key == "" {
+		names := slices.Sorted(maps.Keys(keys))
+		if len(names) == 0 {
+			return "", errors.New("livekitwebhook: no key to mint an agent token: set api_key/api_secret, keys or key_file")
+		}
+		key = names[0]
+	}
+	return auth.NewAccessToken(key, keys[key]).
+		SetIdentity(identity).
+		SetKind(livekit.ParticipantInfo_AGENT).
+		SetVideoGrant(&auth.VideoGrant{RoomJoin: true, Room: room}).
+		SetValidFor(6 * time.Hour).
+		ToJWT()
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/livekit/protocol/auth"
 )
 
 func TestConfigDefaults(t *testing.T) {
@@ -122,5 +124,45 @@ func TestCorrelators(t *testing.T) {
 	}
 	if _, ok, _ := tc.Correlate(ctx, RoomInfo{Name: "lobby"}); ok {
 		t.Error("template matched lobby")
+	}
+}
+
+// AgentToken signs with api_key, else with the first configured key by
+// name, for an agent of the given identity that may join only room.
+func TestAgentToken(t *testing.T) {
+	long := strings.Repeat("s", 32)
+	for _, tc := range []struct {
+		name    string
+		cfg     Config
+		wantKey string
+	}{
+		{"api_key", Config{APIKey: "APIone", APISecret: long + "1", Keys: "APIa: " + long + "2"}, "APIone"},
+		{"keys, first by name", Config{Keys: "APIz: " + long + "3\nAPIb: " + long + "4"}, "APIb"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok, err := tc.cfg.AgentToken("call-7", "beluga-agent")
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys, _ := tc.cfg.keySet()
+			v, err := auth.ParseAPIToken(tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.APIKey() != tc.wantKey {
+				t.Fatalf("signed by %q, want %q", v.APIKey(), tc.wantKey)
+			}
+			_, grants, err := v.Verify(keys[tc.wantKey])
+			if err != nil {
+				t.Fatalf("does not verify with the key's secret: %v", err)
+			}
+			if grants.Identity != "beluga-agent" || grants.Kind != "agent" || grants.Video == nil ||
+				!grants.Video.RoomJoin || grants.Video.Room != "call-7" {
+				t.Fatalf("grants %+v video %+v", grants, grants.Video)
+			}
+		})
+	}
+	if _, err := (Config{}).AgentToken("call-7", "a"); err == nil {
+		t.Fatal("a token without any key")
 	}
 }

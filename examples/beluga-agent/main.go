@@ -41,8 +41,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/livekit/protocol/auth"
-	"github.com/livekit/protocol/livekit"
 	"github.com/lookatitude/beluga-ai/v2/agent"
 	"github.com/lookatitude/beluga-ai/v2/core"
 	"github.com/lookatitude/beluga-ai/v2/o11y"
@@ -221,7 +219,7 @@ func (a *app) turn(ctx context.Context, sessionID, text string) (string, error) 
 // to room until the room finishes (a *livekitwebhook.RoomFinishedError) or
 // ctx ends.
 func (a *app) followRoom(ctx context.Context, room string) error {
-	token, err := agentToken(a.cfg, room)
+	token, err := a.cfg.AgentToken(room, "beluga-agent")
 	if err != nil {
 		return err
 	}
@@ -269,30 +267,6 @@ func (echoAgent) Stream(_ context.Context, in string, _ ...agent.Option) iter.Se
 	return func(yield func(agent.Event, error) bool) {
 		yield(agent.Event{Type: agent.EventText, Text: "you said: " + in}, nil)
 	}
-}
-
-// agentToken mints the room-join token Beluga's livekit transport requires,
-// with the first configured key.
-func agentToken(cfg livekitwebhook.Config, room string) (string, error) {
-	key, secret := cfg.APIKey, cfg.APISecret
-	if key == "" {
-		for _, line := range strings.Split(cfg.Keys, "\n") {
-			k, s, ok := strings.Cut(line, ":")
-			if ok && strings.TrimSpace(k) != "" && strings.TrimSpace(s) != "" {
-				key, secret = strings.TrimSpace(k), strings.TrimSpace(s)
-				break
-			}
-		}
-	}
-	if key == "" {
-		return "", errors.New("no key to mint the agent's LiveKit token: set LIVEKIT_API_KEY and LIVEKIT_API_SECRET")
-	}
-	return auth.NewAccessToken(key, secret).
-		SetIdentity("beluga-agent").
-		SetKind(livekit.ParticipantInfo_AGENT).
-		SetVideoGrant(&auth.VideoGrant{RoomJoin: true, Room: room}).
-		SetValidFor(6 * time.Hour).
-		ToJWT()
 }
 
 func envOr(name, def string) string {

@@ -25,13 +25,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	exampletest.WaitFor(t, 15*time.Second, what, cond)
 }
 
-func clearKeyEnv(t *testing.T) {
-	for _, k := range []string{"LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "LIVEKIT_KEYS",
-		"BELUGA_LIVEKIT_WEBHOOK_API_KEY", "BELUGA_LIVEKIT_WEBHOOK_API_SECRET", "BELUGA_LIVEKIT_WEBHOOK_KEYS",
-		"BELUGA_LIVEKIT_WEBHOOK_KEY_FILE"} {
-		t.Setenv(k, "")
-	}
-}
+var clearKeyEnv = exampletest.ClearKeyEnv
 
 // serve serves a.srv and returns the webhook URL once it answers. Beluga's
 // stdlib adapter binds the address itself and does not report the port of

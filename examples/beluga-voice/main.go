@@ -33,8 +33,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/livekit/protocol/auth"
-	"github.com/livekit/protocol/livekit"
 	"github.com/lookatitude/beluga-ai/v2/server"
 	"github.com/lookatitude/beluga-ai/v2/voice"
 	"github.com/lookatitude/beluga-ai/v2/voice/transport"
@@ -93,7 +91,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer func() { _ = recv.Stop(context.Background()) }()
 
-	token, err := agentToken(cfg, *room)
+	token, err := cfg.AgentToken(*room, "beluga-agent")
 	if err != nil {
 		return err
 	}
@@ -153,30 +151,6 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("pipeline: %w", err)
 	}
 	return errors.New("pipeline ended before the room finished")
-}
-
-// agentToken mints the room-join token Beluga's livekit transport requires,
-// with the first configured key.
-func agentToken(cfg livekitwebhook.Config, room string) (string, error) {
-	key, secret := cfg.APIKey, cfg.APISecret
-	if key == "" {
-		for _, line := range strings.Split(cfg.Keys, "\n") {
-			k, s, ok := strings.Cut(line, ":")
-			if ok && strings.TrimSpace(k) != "" && strings.TrimSpace(s) != "" {
-				key, secret = strings.TrimSpace(k), strings.TrimSpace(s)
-				break
-			}
-		}
-	}
-	if key == "" {
-		return "", errors.New("no key to mint the agent's LiveKit token: set LIVEKIT_API_KEY and LIVEKIT_API_SECRET")
-	}
-	return auth.NewAccessToken(key, secret).
-		SetIdentity("beluga-agent").
-		SetKind(livekit.ParticipantInfo_AGENT).
-		SetVideoGrant(&auth.VideoGrant{RoomJoin: true, Room: room}).
-		SetValidFor(6 * time.Hour).
-		ToJWT()
 }
 
 func reasonOr(reason string) string {

@@ -110,13 +110,7 @@ func TestStartRunPortTaken(t *testing.T) {
 	}
 }
 
-func clearKeyEnv(t *testing.T) {
-	for _, k := range []string{"LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "LIVEKIT_KEYS",
-		"BELUGA_LIVEKIT_WEBHOOK_API_KEY", "BELUGA_LIVEKIT_WEBHOOK_API_SECRET", "BELUGA_LIVEKIT_WEBHOOK_KEYS",
-		"BELUGA_LIVEKIT_WEBHOOK_KEY_FILE"} {
-		t.Setenv(k, "")
-	}
-}
+var clearKeyEnv = exampletest.ClearKeyEnv
 
 func TestRunEndsWhenRoomFinishes(t *testing.T) {
 	tests := []struct {

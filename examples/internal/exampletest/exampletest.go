@@ -64,3 +64,13 @@ func PostSigned(t testing.TB, url, key, secret string, ev *livekit.WebhookEvent)
 	_ = res.Body.Close()
 	return res.StatusCode
 }
+
+// ClearKeyEnv empties every variable the examples read keys from, so a
+// test runs on the keys it sets itself, whatever the shell exported.
+func ClearKeyEnv(t testing.TB) {
+	for _, k := range []string{"LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "LIVEKIT_KEYS",
+		"BELUGA_LIVEKIT_WEBHOOK_API_KEY", "BELUGA_LIVEKIT_WEBHOOK_API_SECRET", "BELUGA_LIVEKIT_WEBHOOK_KEYS",
+		"BELUGA_LIVEKIT_WEBHOOK_KEY_FILE"} {
+		t.Setenv(k, "")
+	}
+}
