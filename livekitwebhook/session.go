@@ -51,6 +51,8 @@ type Session struct {
 	// ExpireReason says why an expired session was closed without
 	// room_finished (Config.MaxSessionAge, or the reconciler).
 	ExpireReason string `json:"expire_reason,omitempty"`
+	// AgentJobs are the room's agent jobs (agent_job_* events), if any.
+	AgentJobs []AgentJob `json:"agent_jobs,omitempty"`
 }
 
 // Report is the final account of one room sid, fixed once after
@@ -77,6 +79,7 @@ type Report struct {
 	Participants  []Participant `json:"participants"`
 	EventsApplied int           `json:"events_applied"`
 	ExpireReason  string        `json:"expire_reason,omitempty"`
+	AgentJobs     []AgentJob    `json:"agent_jobs,omitempty"`
 }
 
 // Participant is one participant session (one participant sid) in a Session
@@ -100,6 +103,82 @@ type Participant struct {
 	Seconds float64 `json:"seconds"`
 	// DisconnectReason is LiveKit's DisconnectReason name, or "".
 	DisconnectReason string `json:"disconnect_reason,omitempty"`
+	// Sip is set for a participant of kind "sip" that carries LiveKit SIP
+	// attributes (sip.*, lk.sip.*): the phone call it stands for. Seconds
+	// of such a participant is its talk time (from the answer), not the
+	// time it was in the room.
+	Sip *SIPCall `json:"sip,omitempty"`
+}
+
+// SIPCall is the phone call of a SIP participant, from the attributes
+// LiveKit SIP sets on it (names in livekit/protocol's livekit/attrs.go).
+// Attribute values LiveKit may add later are passed through as they are.
+type SIPCall struct {
+	// CallID is LiveKit's SIP call id (sip.callID).
+	CallID string `json:"call_id"`
+	// TrunkID is the SIP trunk of the call (sip.trunkID).
+	TrunkID string `json:"trunk_id"`
+	// RuleID is the dispatch rule of an inbound call (sip.ruleID), else "".
+	RuleID string `json:"rule_id"`
+	// PhoneNumber is the far end: the caller of an inbound call, the callee
+	// of an outbound one (sip.phoneNumber; "" when the number is hidden).
+	PhoneNumber string `json:"phone_number"`
+	// TrunkPhoneNumber is the trunk's own number (sip.trunkPhoneNumber).
+	TrunkPhoneNumber string `json:"trunk_phone_number"`
+	// Direction is "inbound" when a dispatch rule id is present, else
+	// "outbound".
+	Direction string `json:"direction"`
+	// CallStatus is the sip.callStatus of the participant event with the
+	// latest createdAt that carried one: "dialing", "ringing",
+	// "automation", "active", "hangup", or whatever LiveKit sends.
+	CallStatus string `json:"call_status"`
+	// Outcome is one of the SIPOutcome* constants; "" while an unanswered
+	// call still rings in a live view.
+	Outcome string `json:"outcome"`
+	// AnsweredAt is when the call was answered: lk.sip.answerTime, else
+	// for an inbound call its JoinedAt, else the createdAt of the first
+	// event that showed call status "active". Absent when never answered.
+	AnsweredAt *time.Time `json:"answered_at,omitempty"`
+	// TalkSeconds is LeftAt (or the latest event time) minus AnsweredAt;
+	// 0 when not answered.
+	TalkSeconds float64 `json:"talk_seconds"`
+}
+
+// Outcomes of a SIP call (SIPCall.Outcome).
+const (
+	// SIPOutcomeAnswered: the call was answered (AnsweredAt is set).
+	SIPOutcomeAnswered = lifecycle.SIPAnswered
+	// SIPOutcomeNoAnswer: the callee did not pick up or was unreachable
+	// (disconnect reason USER_UNAVAILABLE).
+	SIPOutcomeNoAnswer = lifecycle.SIPNoAnswer
+	// SIPOutcomeRejected: the callee declined or was busy (USER_REJECTED).
+	SIPOutcomeRejected = lifecycle.SIPRejected
+	// SIPOutcomeFailed: the trunk, media or join failed (SIP_TRUNK_FAILURE,
+	// MEDIA_FAILURE, JOIN_FAILURE, CONNECTION_TIMEOUT, or an aborted join).
+	SIPOutcomeFailed = lifecycle.SIPFailed
+	// SIPOutcomeCancelled: hung up from our side while it rang, or the
+	// room ended before it was answered.
+	SIPOutcomeCancelled = lifecycle.SIPCancelled
+)
+
+// AgentJob is one LiveKit agent job of the room, from the agent_job_pending,
+// agent_job_started and agent_job_ended events (sent by LiveKit deployments
+// that dispatch agents, such as LiveKit Cloud).
+type AgentJob struct {
+	// JobID is LiveKit's job id.
+	JobID string `json:"job_id"`
+	// AgentName is the dispatched agent's name ("" for the default agent).
+	AgentName string `json:"agent_name"`
+	// Status is LiveKit's JobStatus name: JS_PENDING, JS_RUNNING,
+	// JS_SUCCESS, JS_FAILED or JS_CANCELLED. A final status is never
+	// replaced by an earlier one that arrives late.
+	Status string `json:"status"`
+	// StartedAt is when a worker took the job, if known.
+	StartedAt *time.Time `json:"started_at,omitempty"`
+	// EndedAt is when the job ended, if known.
+	EndedAt *time.Time `json:"ended_at,omitempty"`
+	// Error is the error the agent reported (with JS_FAILED), else "".
+	Error string `json:"error"`
 }
 
 // Dispositions of a Report (and of an ended Session).
@@ -115,6 +194,16 @@ const (
 	// DispositionExpired: closed without room_finished (Config.MaxSessionAge,
 	// or the reconciler found the room gone); see ExpireReason.
 	DispositionExpired = "expired"
+	// DispositionNoAnswer: the room finished, its only callers were SIP
+	// calls never answered, and the one that ended last got no answer.
+	DispositionNoAnswer = "no_answer"
+	// DispositionRejected: as DispositionNoAnswer, but the last call was
+	// rejected (declined, busy).
+	DispositionRejected = "rejected"
+	// DispositionFailed: as DispositionNoAnswer, but the last call failed
+	// (trunk, media or join failure). A last call cancelled while ringing
+	// gives DispositionNoShow.
+	DispositionFailed = "failed"
 )
 
 // sessionOf is the public view of the state machine's session.
@@ -135,6 +224,7 @@ func sessionOf(s lifecycle.Session) Session {
 		Participants:             participantsOf(s.Participants),
 		EventsApplied:            s.EventsApplied,
 		ExpireReason:             s.ExpireReason,
+		AgentJobs:                agentJobsOf(s.AgentJobs),
 	}
 }
 
@@ -155,6 +245,7 @@ func reportOf(s lifecycle.Session) Report {
 		Participants:             participantsOf(s.Participants),
 		EventsApplied:            s.EventsApplied,
 		ExpireReason:             s.ExpireReason,
+		AgentJobs:                agentJobsOf(s.AgentJobs),
 	}
 	if s.EndedAt != nil {
 		r.EndedAt = *s.EndedAt
@@ -168,7 +259,23 @@ func participantsOf(ps []lifecycle.Participant) []Participant {
 	}
 	out := make([]Participant, len(ps))
 	for i, p := range ps {
-		out[i] = Participant(p) // same fields: a field added there fails to compile here
+		out[i] = Participant{SID: p.SID, Identity: p.Identity, Kind: p.Kind, State: p.State,
+			JoinedAt: p.JoinedAt, LeftAt: p.LeftAt, Seconds: p.Seconds, DisconnectReason: p.DisconnectReason}
+		if p.Sip != nil {
+			c := SIPCall(*p.Sip) // same fields: a field added there fails to compile here
+			out[i].Sip = &c
+		}
+	}
+	return out
+}
+
+func agentJobsOf(js []lifecycle.AgentJob) []AgentJob {
+	if js == nil {
+		return nil
+	}
+	out := make([]AgentJob, len(js))
+	for i, j := range js {
+		out[i] = AgentJob(j) // same fields: a field added there fails to compile here
 	}
 	return out
 }

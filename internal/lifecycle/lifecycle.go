@@ -91,6 +91,8 @@ type State struct {
 	Egress []EgressState `json:"eg,omitempty"`
 	// Ingress holds one entry per ingress id seen, sorted by id.
 	Ingress []IngressState `json:"ing,omitempty"`
+	// Jobs holds one entry per agent job id seen, sorted by id.
+	Jobs []JobState `json:"job,omitempty"`
 
 	// AppliedIDs is the sorted set of applied event ids (idempotency memory).
 	AppliedIDs []string `json:"ids,omitempty"`
@@ -125,6 +127,8 @@ type ParticipantState struct {
 	AbortReason int32 `json:"ar,omitempty"`
 	// Tracks is the sorted set of track SIDs published by the participant.
 	Tracks []string `json:"tr,omitempty"`
+	// SIP is the folded SIP attributes (zero: none seen).
+	SIP SIPState `json:"sip,omitzero"`
 }
 
 // EgressState records one egress of the room.
@@ -181,6 +185,8 @@ type Session struct {
 	// ExpireReason says why an expired session was closed without
 	// room_finished (max age, or the reconciler); empty otherwise.
 	ExpireReason string `json:"expire_reason,omitempty"`
+	// AgentJobs are the room's agent jobs, if any.
+	AgentJobs []AgentJob `json:"agent_jobs,omitempty"`
 }
 
 // Participant is one participant session (one participant SID) in a Session.
@@ -201,6 +207,8 @@ type Participant struct {
 	Seconds float64 `json:"seconds"`
 	// DisconnectReason is the LiveKit DisconnectReason name, or "".
 	DisconnectReason string `json:"disconnect_reason,omitempty"`
+	// Sip is the SIP call of a sip participant that carried SIP attributes.
+	Sip *SIP `json:"sip,omitempty"`
 }
 
 // NewState returns the empty state of a room.
@@ -234,17 +242,21 @@ func EventTime(ev *livekit.WebhookEvent) time.Time {
 }
 
 // RoomSID returns the room SID an event belongs to: ev.Room.Sid, else
-// ev.EgressInfo.RoomId, else "" (ingress events carry no room SID: route them
-// by RoomName).
+// ev.EgressInfo.RoomId, else ev.Job.Room.Sid (agent job events), else ""
+// (ingress events carry no room SID: route them by RoomName).
 func RoomSID(ev *livekit.WebhookEvent) string {
 	if sid := ev.GetRoom().GetSid(); sid != "" {
 		return sid
 	}
-	return ev.GetEgressInfo().GetRoomId()
+	if sid := ev.GetEgressInfo().GetRoomId(); sid != "" {
+		return sid
+	}
+	return ev.GetJob().GetRoom().GetSid()
 }
 
 // RoomName returns the room name an event belongs to: ev.Room.Name, else
-// ev.EgressInfo.RoomName, else ev.IngressInfo.RoomName, else "".
+// ev.EgressInfo.RoomName, else ev.IngressInfo.RoomName, else
+// ev.Job.Room.Name, else "".
 func RoomName(ev *livekit.WebhookEvent) string {
 	if n := ev.GetRoom().GetName(); n != "" {
 		return n
@@ -252,7 +264,10 @@ func RoomName(ev *livekit.WebhookEvent) string {
 	if n := ev.GetEgressInfo().GetRoomName(); n != "" {
 		return n
 	}
-	return ev.GetIngressInfo().GetRoomName()
+	if n := ev.GetIngressInfo().GetRoomName(); n != "" {
+		return n
+	}
+	return ev.GetJob().GetRoom().GetName()
 }
 
 // Kind returns the lower-case LiveKit kind name of a participant ("standard",
@@ -358,6 +373,10 @@ func Apply(s State, ev *livekit.WebhookEvent) (next State, applied bool) {
 		if id := ev.GetIngressInfo().GetIngressId(); id != "" {
 			next.Ingress = foldIngress(next.Ingress, id, ev.GetEvent() == EventIngressStarted, ev.GetEvent() == EventIngressEnded)
 		}
+	case EventAgentJobPending, EventAgentJobStarted, EventAgentJobEnded:
+		if ev.GetJob().GetId() != "" {
+			next.Jobs = foldJob(next.Jobs, ev.GetJob(), at)
+		}
 	}
 	return next, true
 }
@@ -388,6 +407,7 @@ func (s *State) foldParticipant(info *livekit.ParticipantInfo, at int64, extra f
 		p.JoinSec = minPos(p.JoinSec, info.GetJoinedAt())
 	}
 	p.FirstSec = minPos(p.FirstSec, at)
+	p.SIP.fold(info.GetAttributes(), at)
 	if extra != nil {
 		extra(p)
 	}
@@ -528,7 +548,8 @@ func (s State) Session() Session {
 
 	var totalMs int64
 	byKindMs := map[string]int64{}
-	humans, humansJoined := 0, 0
+	humans, humansJoined, humansAborted := 0, 0, 0
+	var lastCall unansweredCall
 	for _, p := range s.Participants {
 		joined := p.joinedMs(startMs)
 		vp := Participant{
@@ -537,7 +558,7 @@ func (s State) Session() Session {
 			Kind:     kindName(p.Kind),
 			JoinedAt: msTime(joined),
 		}
-		var ms int64
+		var ms, endMs int64 // endMs: where its time runs to (0: aborted)
 		switch {
 		case p.Left:
 			left := refMs
@@ -550,7 +571,7 @@ func (s State) Session() Session {
 			t := msTime(left)
 			vp.State, vp.LeftAt = ParticipantLeft, &t
 			vp.DisconnectReason = disconnectReasonName(p.LeftReason)
-			ms = left - joined
+			ms, endMs = left-joined, left
 		case p.Aborted:
 			vp.State = ParticipantAborted
 			vp.DisconnectReason = disconnectReasonName(p.AbortReason)
@@ -558,10 +579,14 @@ func (s State) Session() Session {
 			left := max(refMs, joined)
 			t := msTime(left)
 			vp.State, vp.LeftAt = ParticipantLeft, &t
-			ms = left - joined
+			ms, endMs = left-joined, left
 		default:
 			vp.State = ParticipantActive
-			ms = refMs - joined
+			ms, endMs = refMs-joined, refMs
+		}
+		if call, talkMs, ok := p.sipCall(joined, endMs, ended); ok {
+			// A SIP call counts from its answer, not from its ringing.
+			vp.Sip, ms = call, talkMs
 		}
 		ms = max(ms, 0)
 		vp.Seconds = msSeconds(ms)
@@ -569,13 +594,19 @@ func (s State) Session() Session {
 		byKindMs[vp.Kind] += ms
 		if humanKind(p.Kind) {
 			humans++
-			if vp.State != ParticipantAborted {
+			switch {
+			case vp.Sip != nil && vp.Sip.Outcome != SIPAnswered:
+				lastCall = lastCall.later(vp, joined)
+			case vp.Sip != nil || vp.State != ParticipantAborted:
 				humansJoined++
+			default:
+				humansAborted++
 			}
 		}
 		out.Participants = append(out.Participants, vp)
 	}
 	out.ParticipantSeconds = msSeconds(totalMs)
+	out.AgentJobs = agentJobs(s.Jobs)
 	for k, ms := range byKindMs {
 		out.ParticipantSecondsByKind[k] = msSeconds(ms)
 	}
@@ -590,6 +621,9 @@ func (s State) Session() Session {
 	switch {
 	case s.RoomFinished && humansJoined > 0:
 		out.Disposition = DispositionCompleted
+	case s.RoomFinished && lastCall.sid != "" && humansAborted == 0:
+		// Only SIP calls, none answered: how the last one ended.
+		out.Disposition = sipDisposition(lastCall.outcome)
 	case s.RoomFinished && humans > 0:
 		out.Disposition = DispositionConnectionFailed
 	case s.RoomFinished:
