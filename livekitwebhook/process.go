@@ -248,8 +248,10 @@ func (p *processor) index(ctx context.Context, s *lifecycle.State) error {
 	return p.eng.Names.Index(ctx, s.RoomName, s.SessionID, s.RoomSID)
 }
 
-// applyRoomless handles events that name no room (agent jobs, some future
-// events): hooks only, with their own record for once-only calls.
+// applyRoomless handles events that name no room (an agent job without
+// job.room, some future events): hooks only, with their own record for
+// once-only calls. Agent job events that name their room in job.room fold
+// into that room like any room event (see lifecycle.RoomSID).
 func (p *processor) applyRoomless(ctx context.Context, ev *livekit.WebhookEvent, id, key string) error {
 	hooks := p.hooks.forEvent(ev.Event)
 	if len(hooks) == 0 {

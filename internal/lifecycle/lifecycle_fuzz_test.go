@@ -39,6 +39,9 @@ var genKinds = []livekit.ParticipantInfo_Kind{
 // after room_finished, and random gaps.
 func generate(seed int64) genSequence {
 	r := rand.New(rand.NewPCG(uint64(seed), uint64(seed)^0x9e3779b97f4a7c15))
+	// SIP calls and agent jobs draw from their own stream, so the rest of a
+	// seed's sequence is what it was before they were generated.
+	r2 := rand.New(rand.NewPCG(uint64(seed)^0x5151, uint64(seed)+0x10b))
 	out := genSequence{nameToSID: map[string]string{}}
 	counter := 0
 	nextID := func() string {
@@ -81,9 +84,14 @@ func generate(seed int64) genSequence {
 		}
 		var stillOpen []open
 
+		calls := map[string]sipProfile{} // participant SID -> its SIP call
+		phoneRoom := r2.IntN(3) == 0     // every human participant a SIP call
 		nPeople := r.IntN(6)
 		for j := 0; j < nPeople; j++ {
 			kind := genKinds[r.IntN(len(genKinds))]
+			if phoneRoom && humanKind(int32(kind)) {
+				kind = livekit.ParticipantInfo_SIP
+			}
 			identity := fmt.Sprintf("user-%d", j)
 			sessions := 1
 			if r.IntN(4) == 0 {
@@ -92,6 +100,9 @@ func generate(seed int64) genSequence {
 			start := base + int64(r.IntN(60))
 			for sn := 0; sn < sessions; sn++ {
 				psid := fmt.Sprintf("PA_%d_%d_%d", k, j, sn)
+				if kind == livekit.ParticipantInfo_SIP && r2.IntN(5) != 0 {
+					calls[psid] = newSIPProfile(r2, psid, start)
+				}
 				joinMs := start*1000 + int64(r.IntN(1000))
 				joinMode := r.IntN(10) // 0: no join time, 1-2: seconds only, else both
 				info := func(dr livekit.DisconnectReason) *livekit.ParticipantInfo {
@@ -187,6 +198,16 @@ func generate(seed int64) genSequence {
 			}
 		}
 
+		evs = append(evs, genJobs(r2, sid, name, base, nextID)...)
+		for _, ev := range evs {
+			if c, ok := calls[ev.GetParticipant().GetSid()]; ok {
+				ev.Participant.Attributes = c.attrs(ev.CreatedAt, ev.Event)
+				if ev.Event == EventParticipantLeft && c.leftReason != 0 {
+					ev.Participant.DisconnectReason = c.leftReason
+				}
+			}
+		}
+
 		for _, ev := range evs {
 			if r.IntN(20) != 0 { // gaps: some events never arrive
 				out.events = append(out.events, ev)
@@ -194,6 +215,116 @@ func generate(seed int64) genSequence {
 		}
 	}
 	sort.SliceStable(out.events, func(i, j int) bool { return out.events[i].CreatedAt < out.events[j].CreatedAt })
+	return out
+}
+
+// sipProfile is the timeline of one generated SIP call: the attributes
+// livekit-sip would show on its participant at a given time.
+type sipProfile struct {
+	callID, ruleID, phone string
+	ringSec, activeSec    int64                    // 0: never rang / never answered
+	answerMs              int64                    // lk.sip.answerTime (0: not sent)
+	unknownStatus         bool                     // a status value this version does not know
+	noStatus              bool                     // events without sip.callStatus
+	leftReason            livekit.DisconnectReason // how livekit-sip ends an unanswered call (0: random)
+}
+
+func newSIPProfile(r *rand.Rand, psid string, start int64) sipProfile {
+	c := sipProfile{callID: "SCL_" + psid, phone: "+1555" + fmt.Sprint(r.IntN(10000))}
+	if r.IntN(3) == 0 {
+		c.ruleID = "SDR_1"
+	}
+	if r.IntN(3) != 0 {
+		c.ringSec = start + int64(r.IntN(5))
+	}
+	if r.IntN(2) == 0 {
+		c.activeSec = start + 1 + int64(r.IntN(30))
+		if r.IntN(2) == 0 {
+			c.answerMs = c.activeSec*1000 - int64(r.IntN(1500))
+		}
+	}
+	if c.activeSec == 0 && r.IntN(4) != 0 {
+		c.leftReason = []livekit.DisconnectReason{livekit.DisconnectReason_USER_UNAVAILABLE,
+			livekit.DisconnectReason_USER_REJECTED, livekit.DisconnectReason_SIP_TRUNK_FAILURE,
+			livekit.DisconnectReason_CLIENT_INITIATED}[r.IntN(4)]
+	}
+	c.unknownStatus = r.IntN(8) == 0
+	c.noStatus = r.IntN(8) == 0
+	return c
+}
+
+func (c sipProfile) attrs(at int64, event string) map[string]string {
+	m := map[string]string{
+		livekit.AttrSIPCallID:      c.callID,
+		livekit.AttrSIPTrunkID:     "ST_gen",
+		livekit.AttrSIPPhoneNumber: c.phone,
+		livekit.AttrSIPTrunkNumber: "+15550000",
+	}
+	if c.ruleID != "" {
+		m[livekit.AttrSIPDispatchRuleID] = c.ruleID
+	}
+	status := "dialing"
+	switch {
+	case event == EventParticipantLeft && c.activeSec > 0 && c.activeSec <= at:
+		status = "hangup"
+	case c.activeSec > 0 && c.activeSec <= at:
+		status = "active"
+	case c.ringSec > 0 && c.ringSec <= at:
+		status = "ringing"
+	}
+	if c.unknownStatus && at%2 == 0 {
+		status = "x-transferring"
+	}
+	if !c.noStatus {
+		m[livekit.AttrSIPCallStatus] = status
+	}
+	if c.answerMs > 0 && c.activeSec <= at {
+		m[livekit.AttrSIPAnswerTime] = fmt.Sprint(c.answerMs)
+	}
+	return m
+}
+
+// genJobs makes the agent job events of a room: pending, started, ended
+// (success, failure with an error, or cancelled), some missing, the room
+// named by job.room only (sometimes by name alone).
+func genJobs(r *rand.Rand, sid, name string, base int64, nextID func() string) []*livekit.WebhookEvent {
+	var out []*livekit.WebhookEvent
+	nJobs := r.IntN(3)
+	for j := 0; j < nJobs; j++ {
+		id := fmt.Sprintf("AJ_%s_%d", sid, j)
+		agentName := []string{"", "voice", "helper"}[r.IntN(3)]
+		room := &livekit.Room{Sid: sid, Name: name}
+		if r.IntN(4) == 0 {
+			room = &livekit.Room{Name: name}
+		}
+		t := base + int64(r.IntN(20))
+		startNs := (t+1)*int64(time.Second) + int64(r.IntN(1000))*int64(time.Millisecond)
+		mk := func(event string, at int64, st *livekit.JobState) *livekit.WebhookEvent {
+			if r.IntN(3) == 0 {
+				st.UpdatedAt = 0 // older servers: the event time is used
+			}
+			return &livekit.WebhookEvent{Id: nextID(), Event: event, CreatedAt: at,
+				Job: &livekit.Job{Id: id, AgentName: agentName, Room: room, State: st}}
+		}
+		out = append(out, mk(EventAgentJobPending, t, &livekit.JobState{Status: livekit.JobStatus_JS_PENDING, UpdatedAt: t * int64(time.Second)}))
+		if r.IntN(4) != 0 {
+			out = append(out, mk(EventAgentJobStarted, t+1, &livekit.JobState{Status: livekit.JobStatus_JS_RUNNING,
+				StartedAt: startNs, UpdatedAt: startNs}))
+		}
+		if r.IntN(4) != 0 {
+			end := t + 2 + int64(r.IntN(100))
+			st := &livekit.JobState{StartedAt: startNs, EndedAt: end * int64(time.Second), UpdatedAt: end * int64(time.Second)}
+			switch r.IntN(3) {
+			case 0:
+				st.Status = livekit.JobStatus_JS_SUCCESS
+			case 1:
+				st.Status, st.Error = livekit.JobStatus_JS_FAILED, "agent crashed"
+			default:
+				st.Status = livekit.JobStatus_JS_CANCELLED
+			}
+			out = append(out, mk(EventAgentJobEnded, end, st))
+		}
+	}
 	return out
 }
 
@@ -366,12 +497,20 @@ func checkSessionInvariants(t *testing.T, s Session) {
 			if p.LeftAt == nil {
 				t.Fatalf("left participant %s without left_at", p.SID)
 			}
-			if want := math.Max(0, float64(p.LeftAt.UnixMilli()-p.JoinedAt.UnixMilli())/1000); p.Seconds != want {
+			want := math.Max(0, float64(p.LeftAt.UnixMilli()-p.JoinedAt.UnixMilli())/1000)
+			if p.Sip != nil { // a SIP call counts its talk time
+				want = 0
+				if p.Sip.AnsweredAt != nil {
+					want = math.Max(0, float64(p.LeftAt.UnixMilli()-p.Sip.AnsweredAt.UnixMilli())/1000)
+				}
+			}
+			if p.Seconds != want {
 				t.Fatalf("participant %s: seconds %v, want %v", p.SID, p.Seconds, want)
 			}
 		default:
 			t.Fatalf("participant %s: bad state %q", p.SID, p.State)
 		}
+		checkSIPInvariants(t, p, ended)
 		if p.JoinedAt.Location() != time.UTC || (p.LeftAt != nil && p.LeftAt.Location() != time.UTC) {
 			t.Fatalf("participant %s: non-UTC time", p.SID)
 		}
@@ -422,6 +561,14 @@ func TestGeneratorCoverage(t *testing.T) {
 			for _, p := range ss.Participants {
 				seen["kind:"+p.Kind] = true
 				seen["state:"+p.State] = true
+				if p.Sip != nil {
+					seen["sip:"+p.Sip.Outcome] = true
+					seen["sip:"+p.Sip.Direction] = true
+					seen["sip_status:"+p.Sip.CallStatus] = true
+				}
+			}
+			for _, j := range ss.AgentJobs {
+				seen["job:"+j.Status] = true
 			}
 			if ss.EndReason != "" {
 				seen["end_reason"] = true
@@ -437,6 +584,11 @@ func TestGeneratorCoverage(t *testing.T) {
 		"disposition:" + DispositionConnectionFailed, "disposition:",
 		"kind:standard", "kind:agent", "kind:sip", "kind:egress", "kind:ingress", "kind:unknown",
 		"state:active", "state:left", "state:aborted", "end_reason",
+		EventAgentJobPending, EventAgentJobStarted, EventAgentJobEnded,
+		"disposition:" + DispositionNoAnswer, "disposition:" + DispositionRejected, "disposition:" + DispositionFailed,
+		"sip:" + SIPAnswered, "sip:" + SIPNoAnswer, "sip:" + SIPRejected, "sip:" + SIPFailed, "sip:" + SIPCancelled, "sip:",
+		"sip:" + SIPInbound, "sip:" + SIPOutbound, "sip_status:x-transferring", "sip_status:hangup", "sip_status:",
+		"job:JS_PENDING", "job:JS_RUNNING", "job:JS_SUCCESS", "job:JS_FAILED", "job:JS_CANCELLED",
 	} {
 		if !seen[want] {
 			t.Errorf("generator never produced %q", want)
