@@ -71,7 +71,46 @@
 //     not aborted; "connection_failed" when such participants exist but all
 //     aborted; "no_show" when there is none; "expired" when the session was
 //     closed with Expire and no room_finished was seen. A room_finished applied
-//     after Expire wins over the expiry.
+//     after Expire wins over the expiry. SIP calls refine this, see below.
+//
+// SIP calls. A participant of kind sip whose events carried any sip.* or
+// lk.sip.* attribute (livekit.AttrSIP*) gets a sip object; one without any
+// is counted as above. Identifiers (call, trunk, rule, numbers) are the
+// smallest non-empty values seen; unknown attribute values are kept as they
+// are.
+//
+//   - call_status: the sip.callStatus of the event with the latest createdAt
+//     that carried one; within one second the later call stage wins
+//     (dialing < ringing < automation < active < hangup, unknown values
+//     first), then the larger string.
+//   - direction: inbound when a dispatch rule id (sip.ruleID) is present,
+//     else outbound.
+//   - answered_at: the earliest lk.sip.answerTime (unix ms); else, inbound,
+//     joined_at; else the earliest createdAt of an event whose call status
+//     was "active"; else absent (never answered).
+//   - outcome: answered when answered_at is known; else from the
+//     disconnect reason of its leave (of its abort if it never left):
+//     USER_UNAVAILABLE no_answer, USER_REJECTED rejected, SIP_TRUNK_FAILURE,
+//     MEDIA_FAILURE, JOIN_FAILURE or CONNECTION_TIMEOUT failed; else failed
+//     for an aborted join, cancelled for any other leave or when the view is
+//     ended; "" while it still rings in an active view.
+//   - talk_seconds: left_at (or, active, the last event time) minus
+//     answered_at, 0 when not answered, never negative; it is the
+//     participant's seconds, so the sums count talking, not ringing.
+//   - disposition: such a call counts as connected for "completed" only when
+//     answered. When the room finished and its only human participants are
+//     unanswered SIP calls, the disposition is the outcome of the one that
+//     ended last (latest left_at, else join time; ties: larger SID):
+//     no_answer, rejected or failed; cancelled gives no_show.
+//
+// Agent jobs. agent_job_pending, agent_job_started and agent_job_ended carry
+// ev.Job and no room: RoomSID and RoomName fall back to job.room. Each job id
+// becomes one agent_jobs entry: status and error from the event with the
+// highest (terminal status, JobState.UpdatedAt else createdAt, status,
+// error), so a terminal status is never replaced by a late non-terminal one;
+// started_at the earliest JobState.StartedAt, ended_at the latest
+// JobState.EndedAt (nanoseconds in the event, milliseconds here). Entries
+// are sorted by started_at (unknown last), then job id.
 //
 // Participants are keyed by SID, never by identity: a reconnect under the same
 // identity gives two entries with two durations. Participants are listed sorted
