@@ -14,6 +14,7 @@ import (
 
 	"github.com/livekit/protocol/livekit"
 	"github.com/livekit/protocol/utils/protojson"
+	"github.com/livekit/protocol/webhook"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/lifecycle"
@@ -367,6 +368,23 @@ func TestPublicTypesMirrorLifecycle(t *testing.T) {
 			if fa.Name != fb.Name || fa.Tag.Get("json") != fb.Tag.Get("json") {
 				t.Errorf("%s.%s %q vs %s.%s %q", a, fa.Name, fa.Tag.Get("json"), b, fb.Name, fb.Tag.Get("json"))
 			}
+		}
+	}
+}
+
+// TestAgentJobEventNames: the lifecycle handles the agent job events under
+// the names livekit/protocol sends, and the metrics label them by name.
+func TestAgentJobEventNames(t *testing.T) {
+	for _, c := range [][2]string{
+		{lifecycle.EventAgentJobPending, webhook.EventAgentJobPending},
+		{lifecycle.EventAgentJobStarted, webhook.EventAgentJobStarted},
+		{lifecycle.EventAgentJobEnded, webhook.EventAgentJobEnded},
+	} {
+		if c[0] != c[1] {
+			t.Errorf("lifecycle %q, livekit/protocol %q", c[0], c[1])
+		}
+		if got := eventLabel(c[1]); got != c[1] {
+			t.Errorf("eventLabel(%q) = %q", c[1], got)
 		}
 	}
 }
