@@ -70,8 +70,10 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	r.tel.countRequest(ctx, eventName(ev), outcome)
 	r.tel.acceptLatency.Record(ctx, time.Since(start).Seconds(), outcomeLabels[outcome])
-	if ev.CreatedAt > 0 {
-		r.tel.deliveryLag.Record(ctx, time.Since(time.Unix(ev.CreatedAt, 0)).Seconds())
+	if outcome == "accepted" {
+		// Once per event: a duplicate is a retry of one already measured
+		// (its lag adds LiveKit's backoff), an ignored event is not stored.
+		r.tel.recordLag(ctx, ev.Event, ev.CreatedAt, start)
 	}
 	// No body: LiveKit's sender closes the answer unread, and Go's client
 	// only reuses a connection whose body was read to the end.
