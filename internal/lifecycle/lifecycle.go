@@ -60,6 +60,10 @@ type State struct {
 	BelugaSessionID string `json:"bses,omitempty"`
 	// Unmapped is set by the caller when the room could not be correlated.
 	Unmapped bool `json:"unm,omitempty"`
+	// APIKey (the key id, never its secret) and Project are set by the
+	// caller: the signing key of the room's events and its project.
+	APIKey  string `json:"key,omitempty"`
+	Project string `json:"proj,omitempty"`
 
 	// CreatedMs is the earliest room creationTimeMs seen (0: none).
 	CreatedMs int64 `json:"cms,omitempty"`
@@ -160,6 +164,10 @@ type Session struct {
 	BelugaSessionID string `json:"beluga_session_id,omitempty"`
 	// Unmapped is true when the room could not be correlated.
 	Unmapped bool `json:"unmapped,omitempty"`
+	// APIKey is the API key that signed the room's events; Project its
+	// project name (both empty for sessions stored before projects).
+	APIKey  string `json:"api_key,omitempty"`
+	Project string `json:"project,omitempty"`
 	// StartedAt is the room creation time, else the earliest event time.
 	StartedAt time.Time `json:"started_at"`
 	// EndedAt is set on ended views only.
@@ -509,6 +517,8 @@ func (s State) Session() Session {
 		RoomSID:                  s.RoomSID,
 		BelugaSessionID:          s.BelugaSessionID,
 		Unmapped:                 s.Unmapped,
+		APIKey:                   s.APIKey,
+		Project:                  s.Project,
 		StartedAt:                msTime(startMs),
 		DurationSeconds:          msSeconds(refMs - startMs),
 		ParticipantSecondsByKind: map[string]float64{},
