@@ -97,6 +97,11 @@ func (p projectSet) of(key string) string {
 	return cmp.Or(p.names[key], key)
 }
 
+// shown: sessions show api_key and project when the receiver serves
+// several projects, or names one (Config.Projects). With one key and no
+// names, sessions and reports stay as they were before projects.
+func (p projectSet) shown() bool { return len(p.all) > 1 || len(p.names) > 0 }
+
 // resolve reads a ?project= value: a configured key names its project, any
 // other value is a project name.
 func (p projectSet) resolve(q string) string {
@@ -162,6 +167,7 @@ func (r *Receiver) findSession(ctx context.Context, sessionID, q string) (*roomR
 		projects = []string{r.projects.resolve(q)}
 	}
 	var found []*roomRecord
+	var legacy *roomRecord // stored without a project
 	seen := map[string]bool{}
 	for _, p := range projects {
 		rec, err := recordInProject(ctx, eng, p, sessionID)
@@ -174,15 +180,24 @@ func (r *Receiver) findSession(ctx context.Context, sessionID, q string) (*roomR
 			continue
 		}
 		seen[rec.State.RoomSID] = true
-		found = append(found, rec)
-	}
-	if len(found) == 0 && q == "" {
-		// Stored without a project: before projects, or legacy signatures.
-		rec, err := recordInProject(ctx, eng, "", sessionID)
-		if err != nil || rec == nil {
-			return nil, err
+		if rec.State.Project == "" {
+			legacy = rec
+			continue
 		}
 		found = append(found, rec)
+	}
+	if len(found) == 0 && legacy == nil && q == "" {
+		// Before projects, or legacy signatures.
+		rec, err := recordInProject(ctx, eng, "", sessionID)
+		if err != nil {
+			return nil, err
+		}
+		legacy = rec
+	}
+	if len(found) == 0 && legacy != nil {
+		// A session of a project is newer than one stored without: as
+		// before projects, the latest session of an id answers.
+		found = append(found, legacy)
 	}
 	switch len(found) {
 	case 0:

@@ -64,7 +64,7 @@ func openKeys(t *testing.T, e *Engine) []string {
 	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
 		t.Fatal(err)
 	}
-	keys = slices.DeleteFunc(keys, func(k string) bool { return k == openIndexBuilt })
+	keys = slices.DeleteFunc(keys, func(k string) bool { return k == openIndexBuilt || k == layoutKey })
 	slices.Sort(keys)
 	return keys
 }
