@@ -108,7 +108,7 @@ func TestTwoProjectsSameRoomName(t *testing.T) {
 	// With ?project= (a name, or a key), one each.
 	for _, c := range []struct {
 		q, key, project, sid string
-		who              []string
+		who                  []string
 	}{
 		{"acme", testKey, "acme", "RM_acme", []string{"alice"}},
 		{testKey, testKey, "acme", "RM_acme", []string{"alice"}},
