@@ -40,6 +40,11 @@ type Config struct {
 	APISecret string `json:"api_secret"`
 	Keys      string `json:"keys"`
 	KeyFile   string `json:"key_file"`
+	// Projects names the LiveKit projects that post here: "key: name"
+	// lines (or a JSON object). A key not listed is its own project. Each
+	// project's sessions are kept apart; keys with one name are one
+	// project (see projects.go).
+	Projects ProjectNames `json:"projects"`
 
 	// Leeway tolerated on the token's nbf/exp.
 	Leeway string `json:"leeway" default:"60s"`

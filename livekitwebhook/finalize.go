@@ -41,7 +41,7 @@ func (p *processor) scheduleFinalize(ctx context.Context, rec *roomRecord, kind 
 // scheduling's trace context is the one the task carries: for a finalize
 // task, that of the room_finished processing span.
 func (p *processor) scheduleTask(ctx context.Context, rec *roomRecord, t task) error {
-	t.SID = rec.State.RoomSID
+	t.SID, t.Project = rec.State.RoomSID, rec.State.Project
 	hdr := propagation.MapCarrier{}
 	p.tel.propagator.Inject(ctx, hdr)
 	return p.eng.Tasks.Schedule(ctx, t, hdr)
@@ -111,7 +111,8 @@ func (p *processor) finalize(ctx context.Context, t task, cache *recordCache) (e
 	span := trace.SpanFromContext(ctx) // the report span (see chains)
 	// The task's own key is not used: one written before keys were bounded
 	// may hold a legacy key of any length (see engine.Lookup).
-	if t.Key, err = p.rooms.Key(ctx, t.SID); err != nil {
+	// Tasks of rooms stored before projects have none: the unprefixed view.
+	if t.Key, err = p.rooms.Project(t.Project).Key(ctx, t.SID); err != nil {
 		return err
 	}
 	if time.Since(time.UnixMilli(t.DueMs)) < maxFinalizeWait {

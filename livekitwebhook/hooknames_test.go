@@ -72,7 +72,7 @@ func redeploy(t *testing.T, tr *testReceiver, cfg Config, opts ...Option) *testR
 // storedRecord reads the room record of sid as stored.
 func storedRecord(t *testing.T, r *Receiver, sid string) *roomRecord {
 	t.Helper()
-	rec, _, err := r.engine().Rooms.Get(context.Background(), engine.Key(sid))
+	rec, _, err := r.engine().Rooms.Get(context.Background(), engine.ProjectPrefix(testKey)+engine.Key(sid))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,7 +339,8 @@ func TestOldRecordRetriedThroughTodaysOrder(t *testing.T) {
 	// second registration's OnRoomStarted) owed. The failing hook writes
 	// nothing, so the compare-and-set holds.
 	kv := testKV(t, a.engine(), engine.BucketRooms)
-	e, err := kv.Get(context.Background(), engine.Key("RM_oldrec"))
+	key := engine.ProjectPrefix(testKey) + engine.Key("RM_oldrec")
+	e, err := kv.Get(context.Background(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +353,7 @@ func TestOldRecordRetriedThroughTodaysOrder(t *testing.T) {
 	}
 	raw["p"] = json.RawMessage(`{"EV_oldrec00001":[1]}`)
 	b, _ := json.Marshal(raw)
-	if _, err := kv.Update(context.Background(), engine.Key("RM_oldrec"), b, e.Revision()); err != nil {
+	if _, err := kv.Update(context.Background(), key, b, e.Revision()); err != nil {
 		t.Fatal(err)
 	}
 

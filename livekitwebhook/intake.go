@@ -70,8 +70,10 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	r.tel.countRequest(ctx, eventName(ev), outcome)
 	r.tel.acceptLatency.Record(ctx, time.Since(start).Seconds(), outcomeLabels[outcome])
-	if ev.CreatedAt > 0 {
-		r.tel.deliveryLag.Record(ctx, time.Since(time.Unix(ev.CreatedAt, 0)).Seconds())
+	if outcome == "accepted" {
+		// Once per event: a duplicate is a retry of one already measured
+		// (its lag adds LiveKit's backoff), an ignored event is not stored.
+		r.tel.recordLag(ctx, ev.Event, ev.CreatedAt, start)
 	}
 	// No body: LiveKit's sender closes the answer unread, and Go's client
 	// only reuses a connection whose body was read to the end.
@@ -125,7 +127,7 @@ func (r *Receiver) intake(ctx context.Context, w http.ResponseWriter, req *http.
 	eng := r.engine()
 	arrival := eng.Expect()
 	defer arrival.Withdraw()
-	ev, err := r.verifyAndDecode(req.Header.Get("Authorization"), req.Header.Get(legacySignatureKey), body)
+	ev, apiKey, err := r.verifyAndDecode(req.Header.Get("Authorization"), req.Header.Get(legacySignatureKey), body)
 	if err != nil {
 		return ev, "", err
 	}
@@ -146,6 +148,11 @@ func (r *Receiver) intake(ctx context.Context, w http.ResponseWriter, req *http.
 	}
 	room := lifecycle.RoomName(ev)
 	a := engine.NewAccepted(id, room, lifecycle.RoomSID(ev), ev.Event, body)
+	if apiKey != "" {
+		// The verified signing key (the JWT's iss) names the event's
+		// project; the secret never leaves the verifier.
+		a.Header[engine.HeaderAPIKey] = []string{apiKey}
+	}
 	r.tel.propagator.Inject(ctx, propagation.HeaderCarrier(a.Header))
 	dup, err := arrival.Accept(ctx, a)
 	if errors.Is(err, engine.ErrTooLarge) {
@@ -162,19 +169,21 @@ func (r *Receiver) intake(ctx context.Context, w http.ResponseWriter, req *http.
 }
 
 // verifyAndDecode checks the signature over the raw bytes, then decodes
-// leniently (LiveKit keeps adding fields and enum values).
-func (r *Receiver) verifyAndDecode(authorization, legacySig string, body []byte) (*livekit.WebhookEvent, error) {
-	if _, err := r.verifier.Verify(authorization, legacySig, body); err != nil {
-		return nil, err
+// leniently (LiveKit keeps adding fields and enum values). apiKey is the
+// key whose secret verified it ("" for a legacy signature).
+func (r *Receiver) verifyAndDecode(authorization, legacySig string, body []byte) (ev *livekit.WebhookEvent, apiKey string, err error) {
+	res, err := r.verifier.Verify(authorization, legacySig, body)
+	if err != nil {
+		return nil, "", err
 	}
-	ev := &livekit.WebhookEvent{}
+	ev = &livekit.WebhookEvent{}
 	if err := decodeOpts.Unmarshal(body, ev); err != nil {
-		return nil, malformedError(body, err)
+		return nil, "", malformedError(body, err)
 	}
 	if ev.Event == "" {
-		return ev, fmt.Errorf("%w: no event name", ErrMalformedEvent)
+		return ev, "", fmt.Errorf("%w: no event name", ErrMalformedEvent)
 	}
-	return ev, checkIDs(ev)
+	return ev, res.APIKey, checkIDs(ev)
 }
 
 // maxIDLen bounds the ids LiveKit generates (an "EV_", "RM_" or "PA_"

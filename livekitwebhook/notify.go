@@ -12,20 +12,33 @@ import (
 // The signal is derived from stored state, so it is not missed by a watch
 // begun after the fact: if the latest room_finished under roomName was
 // processed already, the channel is closed at once. The watch outlives
-// engine restarts (and NATS disconnects) until ctx ends.
+// engine restarts (and NATS disconnects) until ctx ends. A room_finished
+// of a room of that name in any project counts: with several projects
+// that share room names, use WatchProjectRoomFinished.
 func (r *Receiver) WatchRoomFinished(ctx context.Context, roomName string) (<-chan struct{}, error) {
-	return r.watchFinished(ctx, roomName, false)
+	return r.watchFinished(ctx, "", roomName, false)
 }
 
-// watchFinished is WatchRoomFinished; with skipPast, a room_finished
-// processed before the watch began (of the room sid then current under
-// the name, which a new room may reuse) does not count.
-func (r *Receiver) watchFinished(ctx context.Context, roomName string, skipPast bool) (<-chan struct{}, error) {
+// WatchProjectRoomFinished is WatchRoomFinished for the room of one
+// project (a project name, or one of its API keys).
+func (r *Receiver) WatchProjectRoomFinished(ctx context.Context, project, roomName string) (<-chan struct{}, error) {
+	return r.watchFinished(ctx, project, roomName, false)
+}
+
+// watchFinished is WatchRoomFinished in project q ("" for any); with
+// skipPast, a room_finished processed before the watch began (of the room
+// sid then current under the name, which a new room may reuse) does not
+// count.
+func (r *Receiver) watchFinished(ctx context.Context, q, roomName string, skipPast bool) (<-chan struct{}, error) {
 	eng := r.engine()
 	if eng == nil {
 		return nil, ErrEngineUnavailable
 	}
-	marks, err := eng.Names.WatchFinished(ctx, roomName)
+	project := ""
+	if q != "" {
+		project = r.projects.resolve(q)
+	}
+	marks, err := eng.Names.Project(project).WatchFinished(ctx, roomName)
 	if err != nil {
 		return nil, err
 	}
@@ -41,7 +54,7 @@ func (r *Receiver) watchFinished(ctx context.Context, roomName string, skipPast 
 				if !ok {
 					// The engine was lost: watch on its successor. A mark
 					// written meanwhile is its current value there.
-					if eng, marks = r.nextEngine(ctx, eng, roomName); eng == nil {
+					if eng, marks = r.nextEngine(ctx, eng, project, roomName); eng == nil {
 						return
 					}
 					skipPast = false
@@ -55,7 +68,7 @@ func (r *Receiver) watchFinished(ctx context.Context, roomName string, skipPast 
 					return
 				}
 			case <-eng.Lost():
-				if eng, marks = r.nextEngine(ctx, eng, roomName); eng == nil {
+				if eng, marks = r.nextEngine(ctx, eng, project, roomName); eng == nil {
 					return
 				}
 				skipPast = false
@@ -67,10 +80,10 @@ func (r *Receiver) watchFinished(ctx context.Context, roomName string, skipPast 
 
 // nextEngine waits for an engine other than old and watches roomName's
 // finished mark on it; nil when ctx ends first.
-func (r *Receiver) nextEngine(ctx context.Context, old *engine.Engine, roomName string) (*engine.Engine, <-chan engine.Finished) {
+func (r *Receiver) nextEngine(ctx context.Context, old *engine.Engine, project, roomName string) (*engine.Engine, <-chan engine.Finished) {
 	for {
 		if eng := r.engine(); eng != nil && eng != old {
-			if marks, err := eng.Names.WatchFinished(ctx, roomName); err == nil {
+			if marks, err := eng.Names.Project(project).WatchFinished(ctx, roomName); err == nil {
 				return eng, marks
 			}
 			old = nil // a failed watch on the new engine: try it again

@@ -48,7 +48,7 @@ func TestOpenRoomsIndexFollowsProcessing(t *testing.T) {
 		ended, err := tr.EndedSessions(ctx, 10)
 		return err == nil && len(ended) == 2 && len(openIndexKeys(t, tr.engine())) == 1
 	})
-	if keys := openIndexKeys(t, tr.engine()); len(keys) != 1 || keys[0] != "RM_call2" {
+	if keys := openIndexKeys(t, tr.engine()); len(keys) != 1 || keys[0] != engine.ProjectPrefix(testKey)+"RM_call2" {
 		t.Fatalf("open rooms index %v, want [RM_call2]", keys)
 	}
 	active, err := tr.ActiveSessions(ctx)

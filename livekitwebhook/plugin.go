@@ -124,26 +124,11 @@ func (p *sessionPlugin) traceTurn(ctx context.Context, s Session, tp string) {
 
 // roomOfSession is SessionByID plus the room's trace context.
 func (r *Receiver) roomOfSession(ctx context.Context, sessionID string) (s Session, traceParent string, ok bool, err error) {
-	eng := r.engine()
-	if eng == nil {
-		return Session{}, "", false, ErrEngineUnavailable
-	}
-	sid, ok, err := eng.Names.SessionRoomSID(ctx, sessionID)
-	if err != nil || !ok {
-		return Session{}, "", false, err
-	}
-	key, err := eng.Rooms.Key(ctx, sid)
-	if err != nil {
-		return Session{}, "", false, err
-	}
-	rec, _, err := eng.Rooms.Get(ctx, key)
+	rec, err := r.findSession(ctx, sessionID, "")
 	if err != nil || rec == nil {
 		return Session{}, "", false, err
 	}
-	if rec.Reported && rec.Report != nil {
-		return sessionOf(*rec.Report), rec.TraceParent, true, nil
-	}
-	return sessionOf(rec.State.Session()), rec.TraceParent, true, nil
+	return sessionOfRecord(rec), rec.TraceParent, true, nil
 }
 
 // AfterTurn returns events unchanged.

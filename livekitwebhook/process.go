@@ -69,7 +69,7 @@ func (p *processor) handleEvent(ctx context.Context, m pipeline.Message) error {
 	if span.IsRecording() {
 		span.SetAttributes(eventAttrs(ev)...)
 	}
-	err := p.apply(ctx, ev, id, span, p.cacheFor(ctx))
+	err := p.apply(ctx, ev, id, m.Header(engine.HeaderAPIKey), span, p.cacheFor(ctx))
 	p.tel.procLatency.Record(ctx, time.Since(start).Seconds(), label("event", eventLabel(ev.Event)))
 	return err
 }
@@ -103,11 +103,12 @@ const (
 	handledAlone  = 0  // alone: a loss meanwhile is its own doing
 )
 
-// roomKey resolves the rooms-bucket key of an event: its room sid, else
-// the current sid of its room name, else a key of its own.
-func (p *processor) roomKey(ctx context.Context, ev *livekit.WebhookEvent, id string) (key, sid string, err error) {
+// roomKey resolves the rooms-bucket key of an event in its project: its
+// room sid, else the current sid of its room name, else a key of its own.
+func (p *processor) roomKey(ctx context.Context, ev *livekit.WebhookEvent, id, project string, cache *recordCache) (key, sid string, err error) {
+	rooms := p.rooms.Project(project)
 	if sid = lifecycle.RoomSID(ev); sid != "" {
-		key, err = p.rooms.Key(ctx, sid)
+		key, err = rooms.KeyCached(ctx, sid, cache)
 		return key, sid, err
 	}
 	name := lifecycle.RoomName(ev)
@@ -115,21 +116,22 @@ func (p *processor) roomKey(ctx context.Context, ev *livekit.WebhookEvent, id st
 		key, err = p.rooms.RoomlessKey(ctx, id)
 		return key, "", err
 	}
-	sid, ok, err := p.eng.Names.RoomSID(ctx, name)
+	sid, ok, err := p.eng.Names.Project(project).RoomSID(ctx, name)
 	if err != nil {
 		return "", "", err
 	}
 	if !ok {
 		sid = "name:" + name
 	}
-	key, err = p.rooms.Key(ctx, sid)
+	key, err = rooms.KeyCached(ctx, sid, cache)
 	return key, sid, err
 }
 
 // apply folds ev into its room record (once per event id), then runs the
 // hooks that have not yet succeeded for it.
-func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id string, span trace.Span, cache *recordCache) error {
-	key, sid, err := p.roomKey(ctx, ev, id)
+func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id, apiKey string, span trace.Span, cache *recordCache) error {
+	project := p.projects.of(apiKey)
+	key, sid, err := p.roomKey(ctx, ev, id, project, cache)
 	if err != nil {
 		return err
 	}
@@ -156,6 +158,11 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 			*next = *cur
 			next.Pending = clonePending(cur.Pending)
 		}
+		if next.State.APIKey == "" && apiKey != "" {
+			// New, or stored before projects: the room's project from now.
+			next.State.APIKey, next.State.Project = apiKey, project
+			next.State.ShowProject = p.projects.shown()
+		}
 		if next.TraceParent == "" {
 			// The room's trace: that of the first event stored for it
 			// (room_started, unless events came out of order).
@@ -171,7 +178,7 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 		// index to a room not stored yet (found once the retry stores it),
 		// never a stored room without its index.
 		if (fresh || remapped) && next.State.RoomName != "" && sid == lifecycle.RoomSID(ev) {
-			if err := p.index(ctx, &next.State); err != nil {
+			if err := p.index(ctx, project, &next.State); err != nil {
 				return nil, err
 			}
 		}
@@ -222,7 +229,7 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 	if ev.Event == "room_finished" && rec.State.Finished() && rec.State.RoomName != "" {
 		// Durable, and before the ack: a redelivery after a crash writes
 		// it again (see WatchRoomFinished).
-		if err := p.eng.Names.MarkFinished(ctx, rec.State.RoomName, sid); err != nil {
+		if err := p.eng.Names.Project(project).MarkFinished(ctx, rec.State.RoomName, sid); err != nil {
 			return err
 		}
 	}
@@ -243,9 +250,10 @@ func (p *processor) afterApply(ctx context.Context, ev *livekit.WebhookEvent, re
 	}
 }
 
-// index records room name -> sid and session id -> sid for lookups.
-func (p *processor) index(ctx context.Context, s *lifecycle.State) error {
-	return p.eng.Names.Index(ctx, s.RoomName, s.SessionID, s.RoomSID)
+// index records room name -> sid and session id -> sid for lookups, in
+// the project's names.
+func (p *processor) index(ctx context.Context, project string, s *lifecycle.State) error {
+	return p.eng.Names.Project(project).Index(ctx, s.RoomName, s.SessionID, s.RoomSID)
 }
 
 // applyRoomless handles events that name no room (an agent job without

@@ -73,6 +73,8 @@ type processorDeps struct {
 	interrupted *engine.Interrupted
 	// quiet is intake's activity, which processing yields to.
 	quiet *intakeActivity
+	// projects names the project of each signing key.
+	projects projectSet
 }
 
 func newProcessor(deps processorDeps, eng *engine.Engine) *processor {

@@ -30,6 +30,7 @@ type Receiver struct {
 	log        *slog.Logger
 	verifier   *verify.Verifier
 	events     map[string]bool
+	projects   projectSet
 	tel        *telemetry
 	hooks      hookTable
 	correlator Correlator
@@ -84,6 +85,10 @@ func New(cfg Config, opts ...Option) (*Receiver, error) {
 	if err != nil {
 		return nil, core.NewError("livekitwebhook.new", core.ErrInvalidInput, "invalid keys", err)
 	}
+	projectNames, err := cfg.Projects.parse()
+	if err != nil {
+		return nil, core.NewError("livekitwebhook.new", core.ErrInvalidInput, "invalid projects", err)
+	}
 	kp := o.keys
 	if kp == nil {
 		if len(keys) == 0 {
@@ -128,6 +133,7 @@ func New(cfg Config, opts ...Option) (*Receiver, error) {
 		log:        log.With("component", "livekitwebhook"),
 		verifier:   verify.New(kp, vopts...),
 		events:     cfg.eventSet(),
+		projects:   newProjectSet(projectNames, keys),
 		tel:        tel,
 		hooks:      hooks,
 		correlator: corr,
@@ -201,7 +207,7 @@ func (r *Receiver) start(ctx context.Context) error {
 	}
 	proc := newProcessor(processorDeps{
 		cfg: r.cfg, d: r.d, opts: r.opts, tel: r.tel, log: r.log, hooks: r.hooks,
-		correlator: r.correlator, interrupted: &r.interrupted, quiet: &r.answering,
+		correlator: r.correlator, interrupted: &r.interrupted, quiet: &r.answering, projects: r.projects,
 	}, eng)
 	r.setEngine(eng, proc)
 	backlog := r.Backlog

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -62,6 +63,11 @@ type reconciler struct {
 	minAge time.Duration
 	// closeDelay: see DefaultReconcileCloseDelay.
 	closeDelay time.Duration
+	// project is the project whose rooms the lister lists ("" for every
+	// project: one project configured, or a lister that does not say);
+	// projects are all configured ones (see reconcileProject).
+	project  string
+	projects []string
 
 	mu   sync.Mutex
 	last ReconcileStatus
@@ -109,6 +115,9 @@ func (c *reconciler) pass(ctx context.Context) ReconcileStatus {
 	cutoff := time.Now().Add(-c.minAge).UnixMilli()
 	err = c.rooms.EachOpen(ctx, func(rec *roomRecord) error {
 		known[rec.State.RoomSID] = true
+		if c.project != "" && rec.State.Project != "" && rec.State.Project != c.project {
+			return nil // another project's room: this LiveKit does not list it
+		}
 		if rec.Reported || rec.State.Finished() || open[rec.State.RoomSID] != nil || rec.FirstSeenMs > cutoff {
 			return nil
 		}
@@ -146,12 +155,30 @@ func (c *reconciler) pass(ctx context.Context) ReconcileStatus {
 // reported tells whether the receiver has a record of room sid (one that
 // EachOpen did not list: reported since).
 func (c *reconciler) reported(ctx context.Context, sid string) bool {
-	key, err := c.rooms.Key(ctx, sid)
-	if err != nil {
-		return false
+	for _, p := range append(slices.Clone(c.projects), "") {
+		rooms := c.rooms.Project(p)
+		key, err := rooms.Key(ctx, sid)
+		if err != nil {
+			continue
+		}
+		if rec, _, err := rooms.Get(ctx, key); err == nil && rec != nil {
+			return true
+		}
 	}
-	rec, _, err := c.rooms.Get(ctx, key)
-	return err == nil && rec != nil
+	return false
+}
+
+// reconcileProject is the project whose rooms l lists: a RoomLister that
+// says which API key it lists with (roomservice.Lister does, through
+// APIKey) reconciles that key's project only when several projects are
+// configured, since another project's rooms are never in its listing.
+// Otherwise every open room is reconciled, as with one project.
+func reconcileProject(l RoomLister, projects projectSet) string {
+	k, ok := l.(interface{ APIKey() string })
+	if !ok || len(projects.all) < 2 {
+		return ""
+	}
+	return projects.of(k.APIKey())
 }
 
 func roomCreatedMs(r *livekit.Room) int64 {

@@ -1,6 +1,7 @@
 package livekitwebhook
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -49,6 +50,15 @@ func (r *Receiver) serveReconcile(w http.ResponseWriter, req *http.Request) {
 	}
 }
 
+// ambiguousBody is the 409 answer to GET SessionsPath/{id} without
+// ?project= when several projects have a session of that id.
+type ambiguousBody struct {
+	Error     string   `json:"error"`
+	Reason    string   `json:"reason"`
+	SessionID string   `json:"session_id"`
+	Projects  []string `json:"projects"`
+}
+
 // sessionsList is the answer of GET SessionsPath.
 type sessionsList struct {
 	Active []Session `json:"active"`
@@ -69,9 +79,14 @@ func (r *Receiver) serveSessions(w http.ResponseWriter, req *http.Request) {
 		id = req.URL.Query().Get("id")
 	}
 	ctx := req.Context()
+	project := req.URL.Query().Get("project")
 	if id != "" {
-		s, ok, err := r.SessionByID(ctx, id)
+		s, ok, err := r.SessionByIDInProject(ctx, project, id)
+		var amb *AmbiguousSessionError
 		switch {
+		case errors.As(err, &amb):
+			writeJSON(w, http.StatusConflict, ambiguousBody{Error: "Conflict", Reason: "ambiguous_session",
+				SessionID: amb.SessionID, Projects: amb.Projects})
 		case err != nil:
 			r.serverError(w, err)
 		case !ok:
@@ -95,7 +110,9 @@ func (r *Receiver) serveSessions(w http.ResponseWriter, req *http.Request) {
 		r.serverError(w, err)
 		return
 	}
-	ended, err := r.EndedSessions(ctx, limit)
+	ended, err := r.endedSessions(ctx, limit, func(rep *Report) bool {
+		return r.projects.matches(project, rep.Project, rep.APIKey)
+	})
 	if err != nil {
 		r.serverError(w, err)
 		return
@@ -107,7 +124,7 @@ func (r *Receiver) serveSessions(w http.ResponseWriter, req *http.Request) {
 	}
 	still := active[:0]
 	for _, a := range active {
-		if !done[a.RoomSID] {
+		if !done[a.RoomSID] && r.projects.matches(project, a.Project, a.APIKey) {
 			still = append(still, a)
 		}
 	}

@@ -116,7 +116,8 @@ func (p *processor) start(ctx context.Context) error {
 			delay = DefaultReconcileCloseDelay
 		}
 		p.reconcile = &reconciler{log: p.log, tel: p.tel, rooms: p.rooms, schedule: p.scheduleTask,
-			lister: o.lister, interval: every, minAge: min(every, time.Minute), closeDelay: delay}
+			lister: o.lister, interval: every, minAge: min(every, time.Minute), closeDelay: delay,
+			project: reconcileProject(o.lister, p.projects), projects: p.projects.all}
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()

@@ -28,6 +28,12 @@ type Session struct {
 	BelugaSessionID string `json:"beluga_session_id,omitempty"`
 	// Unmapped is true when the Correlator did not map the room.
 	Unmapped bool `json:"unmapped,omitempty"`
+	// APIKey is the API key (its id, never the secret) that signed the
+	// room's events, and Project its project (Config.Projects, else the
+	// key). Empty for sessions stored before projects, and for legacy
+	// signatures.
+	APIKey  string `json:"api_key,omitempty"`
+	Project string `json:"project,omitempty"`
 	// StartedAt is the room's creation time, else its earliest event time.
 	StartedAt time.Time `json:"started_at"`
 	// EndedAt is set once the session ended (room_finished or expiry).
@@ -68,6 +74,8 @@ type Report struct {
 	RoomSID                  string             `json:"room_sid"`
 	BelugaSessionID          string             `json:"beluga_session_id,omitempty"`
 	Unmapped                 bool               `json:"unmapped,omitempty"`
+	APIKey                   string             `json:"api_key,omitempty"`
+	Project                  string             `json:"project,omitempty"`
 	StartedAt                time.Time          `json:"started_at"`
 	EndedAt                  time.Time          `json:"ended_at"`
 	DurationSeconds          float64            `json:"duration_seconds"`
@@ -214,6 +222,8 @@ func sessionOf(s lifecycle.Session) Session {
 		RoomSID:                  s.RoomSID,
 		BelugaSessionID:          s.BelugaSessionID,
 		Unmapped:                 s.Unmapped,
+		APIKey:                   s.APIKey,
+		Project:                  s.Project,
 		StartedAt:                s.StartedAt,
 		EndedAt:                  s.EndedAt,
 		DurationSeconds:          s.DurationSeconds,
@@ -236,6 +246,8 @@ func reportOf(s lifecycle.Session) Report {
 		RoomSID:                  s.RoomSID,
 		BelugaSessionID:          s.BelugaSessionID,
 		Unmapped:                 s.Unmapped,
+		APIKey:                   s.APIKey,
+		Project:                  s.Project,
 		StartedAt:                s.StartedAt,
 		DurationSeconds:          s.DurationSeconds,
 		ParticipantSeconds:       s.ParticipantSeconds,

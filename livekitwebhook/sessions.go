@@ -30,6 +30,11 @@ func (r *Receiver) ActiveSessions(ctx context.Context) ([]Session, error) {
 // EndedSessions returns up to limit final reports, newest first. It reads
 // the tail of the reports stream, so its cost follows limit, not history.
 func (r *Receiver) EndedSessions(ctx context.Context, limit int) ([]Report, error) {
+	return r.endedSessions(ctx, limit, nil)
+}
+
+// endedSessions is EndedSessions of the reports keep accepts (nil: all).
+func (r *Receiver) endedSessions(ctx context.Context, limit int, keep func(*Report) bool) ([]Report, error) {
 	eng := r.engine()
 	if eng == nil {
 		return nil, ErrEngineUnavailable
@@ -43,7 +48,7 @@ func (r *Receiver) EndedSessions(ctx context.Context, limit int) ([]Report, erro
 	want := limit*2 + 16
 	err := eng.Reports.Tail(ctx, func(b []byte) bool {
 		var rep Report
-		if json.Unmarshal(b, &rep) == nil {
+		if json.Unmarshal(b, &rep) == nil && (keep == nil || keep(&rep)) {
 			out = append(out, rep)
 		}
 		return len(out) < want
@@ -68,35 +73,33 @@ func endUnix(r Report) int64 {
 }
 
 // SessionByID returns the latest session (active, else reported) with the
-// given backend session id.
+// given backend session id, in whichever project has it. When several
+// projects have one, the error is an *AmbiguousSessionError (errors.Is
+// ErrAmbiguousSession): use SessionByIDInProject.
 func (r *Receiver) SessionByID(ctx context.Context, sessionID string) (Session, bool, error) {
-	eng := r.engine()
-	if eng == nil {
-		return Session{}, false, ErrEngineUnavailable
-	}
-	sid, ok, err := eng.Names.SessionRoomSID(ctx, sessionID)
-	if err != nil || !ok {
-		return Session{}, false, err
-	}
-	return r.SessionByRoomSID(ctx, sid)
+	return r.SessionByIDInProject(ctx, "", sessionID)
 }
 
-// SessionByRoomSID returns the session of one room sid.
+// SessionByRoomSID returns the session of one room sid (room sids are
+// unique: every project is searched).
 func (r *Receiver) SessionByRoomSID(ctx context.Context, sid string) (Session, bool, error) {
 	eng := r.engine()
 	if eng == nil {
 		return Session{}, false, ErrEngineUnavailable
 	}
-	key, err := eng.Rooms.Key(ctx, sid)
-	if err != nil {
-		return Session{}, false, err
+	for _, p := range append(slices.Clone(r.projects.all), "") {
+		rooms := eng.Rooms.Project(p)
+		key, err := rooms.Key(ctx, sid)
+		if err != nil {
+			return Session{}, false, err
+		}
+		rec, _, err := rooms.Get(ctx, key)
+		if err != nil {
+			return Session{}, false, err
+		}
+		if rec != nil {
+			return sessionOfRecord(rec), true, nil
+		}
 	}
-	rec, _, err := eng.Rooms.Get(ctx, key)
-	if err != nil || rec == nil {
-		return Session{}, false, err
-	}
-	if rec.Reported && rec.Report != nil {
-		return sessionOf(*rec.Report), true, nil
-	}
-	return sessionOf(rec.State.Session()), true, nil
+	return Session{}, false, nil
 }

@@ -25,6 +25,12 @@ const TransportName = "livekit-webhook"
 // sid, the transport starts closed.
 const ExtraRoomSID = "room_sid"
 
+// ExtraProject is the key of transport.Config.Extra that optionally names
+// the room's project (a project name or API key, see Config.Projects):
+// without it a room_finished of a room of that name in any project closes
+// the transport.
+const ExtraProject = "project"
+
 // Keys of transport.Config.Extra that TransportConfig fills.
 const (
 	// extraReceiver holds the *Receiver whose session tracking the transport
@@ -74,9 +80,10 @@ func TransportConfig(r *Receiver, room string, base transport.Config) transport.
 // Get one with transport.New(TransportName, TransportConfig(recv, room,
 // cfg)); the transport.AudioTransport it returns is a *Transport.
 type Transport struct {
-	inner transport.AudioTransport
-	recv  *Receiver
-	room  string
+	inner   transport.AudioTransport
+	recv    *Receiver
+	room    string
+	project string // "" for any
 
 	cancel context.CancelFunc // ends the room_finished watch
 	done   chan struct{}      // closed by Close
@@ -116,13 +123,14 @@ func newTransport(cfg transport.Config) (*Transport, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	// Subscribe before looking at the stored state, so a room_finished
 	// processed in between is not missed.
-	fired, err := r.watchFinished(ctx, room, true)
+	project, _ := cfg.Extra[ExtraProject].(string)
+	fired, err := r.watchFinished(ctx, project, room, true)
 	if err != nil {
 		cancel()
 		_ = inner.Close()
 		return nil, core.NewError(op, core.ErrProviderDown, "receiver not started", err)
 	}
-	t := &Transport{inner: inner, recv: r, room: room, cancel: cancel, done: make(chan struct{})}
+	t := &Transport{inner: inner, recv: r, room: room, project: project, cancel: cancel, done: make(chan struct{})}
 	if sid, _ := cfg.Extra[ExtraRoomSID].(string); sid != "" {
 		s, ok, err := r.SessionByRoomSID(ctx, sid)
 		if err != nil {
@@ -194,7 +202,7 @@ func (t *Transport) finishedErr() *RoomFinishedError {
 // Session returns the receiver's current view of the room (its latest room
 // sid); ok is false while the receiver has not seen the room.
 func (t *Transport) Session(ctx context.Context) (Session, bool, error) {
-	return t.recv.sessionByRoomName(ctx, t.room)
+	return t.recv.sessionByRoomName(ctx, t.project, t.room)
 }
 
 func (t *Transport) isClosed() bool {
@@ -301,15 +309,7 @@ func (t *Transport) Close() error {
 }
 
 // sessionByRoomName returns the session of the latest room sid seen under
-// name.
-func (r *Receiver) sessionByRoomName(ctx context.Context, name string) (Session, bool, error) {
-	eng := r.engine()
-	if eng == nil {
-		return Session{}, false, ErrEngineUnavailable
-	}
-	sid, ok, err := eng.Names.RoomSID(ctx, name)
-	if err != nil || !ok {
-		return Session{}, false, err
-	}
-	return r.SessionByRoomSID(ctx, sid)
+// name in project ("" for any, see roomInProjects).
+func (r *Receiver) sessionByRoomName(ctx context.Context, project, name string) (Session, bool, error) {
+	return r.roomInProjects(ctx, name, project)
 }

@@ -516,3 +516,66 @@ func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Disca
 type listedRooms []*livekit.Room
 
 func (l listedRooms) ListRooms(context.Context) ([]*livekit.Room, error) { return l, nil }
+
+// alertRules is the part of a Prometheus rule file the test reads.
+type alertRules struct {
+	Groups []struct {
+		Name  string `yaml:"name"`
+		Rules []struct {
+			Alert       string            `yaml:"alert"`
+			Expr        string            `yaml:"expr"`
+			For         string            `yaml:"for"`
+			Labels      map[string]string `yaml:"labels"`
+			Annotations map[string]string `yaml:"annotations"`
+		} `yaml:"rules"`
+	} `yaml:"groups"`
+}
+
+// TestAlertRules: alerts.yaml parses, queries only series the receiver
+// exports, and holds the documented delivery-lag alert (p95 above 20 s
+// for 2 minutes).
+func TestAlertRules(t *testing.T) {
+	b, err := os.ReadFile("alerts.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rf alertRules
+	if err := yaml.Unmarshal(b, &rf); err != nil {
+		t.Fatalf("alerts.yaml: %v", err)
+	}
+	known := map[string]bool{}
+	for _, in := range parseInstruments(t) {
+		for _, s := range in.series() {
+			known[s] = true
+		}
+	}
+	found := false
+	for _, g := range rf.Groups {
+		for _, r := range g.Rules {
+			if r.Alert == "" || r.Expr == "" {
+				t.Errorf("group %s: rule without alert name or expr: %+v", g.Name, r)
+			}
+			for _, m := range metricRef.FindAllString(r.Expr, -1) {
+				if !known[m] {
+					t.Errorf("alert %s queries %q, which no instrument in telemetry.go exports", r.Alert, m)
+				}
+			}
+			if r.Alert != "LiveKitWebhookDeliveryLagHigh" {
+				continue
+			}
+			found = true
+			expr := strings.Join(strings.Fields(r.Expr), " ")
+			for _, want := range []string{"histogram_quantile(0.95,", "livekitwebhook_delivery_lag_seconds_bucket", ") > 20"} {
+				if !strings.Contains(expr, want) {
+					t.Errorf("lag alert expr %q lacks %q", expr, want)
+				}
+			}
+			if r.For != "2m" {
+				t.Errorf("lag alert for: %q, want 2m", r.For)
+			}
+		}
+	}
+	if !found {
+		t.Error("alerts.yaml has no LiveKitWebhookDeliveryLagHigh rule")
+	}
+}

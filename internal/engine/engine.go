@@ -117,6 +117,9 @@ type Engine struct {
 	closing    atomic.Bool   // set by Close: the connection's end is ours
 	lost       chan struct{} // closed when the connection is lost for good
 	lostOnce   sync.Once
+	// legacy is the window in which entries written before projects are
+	// still read (see project.go).
+	legacy *legacyWindow
 	// publishFault, set by this package's tests, fails or disturbs the
 	// distribution of one event.
 	publishFault func(Accepted) error
@@ -310,11 +313,16 @@ func (e *Engine) provision(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: bucket %s: %w", ErrUnavailable, BucketOpen, err)
 	}
-	e.Rooms = &Rooms{kv: e.rooms, open: e.open, openStream: openStream}
+	legacy, err := e.openLegacyWindow(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: layout: %w", ErrUnavailable, err)
+	}
+	e.legacy = legacy
+	e.Rooms = &Rooms{kv: e.rooms, open: e.open, openStream: openStream, legacy: legacy}
 	if err := e.Rooms.buildOpenIndex(ctx, e.cfg.Logger); err != nil {
 		return fmt.Errorf("%w: open rooms index: %w", ErrUnavailable, err)
 	}
-	e.Names = &Names{kv: e.names, rooms: e.Rooms}
+	e.Names = &Names{kv: e.names, rooms: e.Rooms, legacy: legacy}
 	e.Beluga = &BelugaMap{kv: e.beluga}
 	e.Tasks = &Tasks{js: e.js, stream: e.tasks}
 	e.Reports = &Reports{js: e.js, kv: e.reportKV, stream: e.reports}

@@ -134,7 +134,7 @@ func (ts *Tasks) Consume(ctx context.Context, o ConsumeOptions, f func(*Msg)) (C
 // the room's state, and again on a redelivery, so a crash in between
 // leaves no finished room without its mark.
 func (n *Names) MarkFinished(ctx context.Context, roomName, sid string) error {
-	_, err := n.kv.Put(ctx, "finished."+Key(roomName), []byte(sid))
+	_, err := n.kv.Put(ctx, n.pfx()+"finished."+Key(roomName), []byte(sid))
 	return err
 }
 
@@ -150,8 +150,17 @@ type Finished struct {
 // first, if any, then every new one. The channel is closed when ctx ends
 // or the watch does (the connection was lost for good: watch again on the
 // next engine).
+//
+// In a project's view only that project's mark is watched; in the
+// unscoped view, the marks of every project (and the unprefixed one), so
+// that a watcher that does not know the project sees any room of the name
+// finish.
 func (n *Names) WatchFinished(ctx context.Context, roomName string) (<-chan Finished, error) {
-	w, err := n.kv.Watch(ctx, "finished."+Key(roomName), jetstream.IgnoreDeletes())
+	keys := finishedKeys(roomName)
+	if n.project != "" {
+		keys = []string{n.pfx() + "finished." + Key(roomName)}
+	}
+	w, err := n.kv.WatchFiltered(ctx, keys, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, err
 	}

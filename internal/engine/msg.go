@@ -13,6 +13,10 @@ const (
 	HeaderEventID = "Lkwh-Event-Id"
 	HeaderRoomKey = "Lkwh-Room"
 	HeaderRoomSID = "Lkwh-Room-Sid"
+	// HeaderAPIKey is the API key whose secret verified the event's
+	// signature (never the secret): its project. Absent on events
+	// journaled before projects, and on legacy signatures.
+	HeaderAPIKey = "Lkwh-Api-Key"
 )
 
 // Msg is one delivery of a stored event or task over a JetStream message
@@ -55,6 +59,10 @@ func (m *Msg) Event() string { return m.Header(HeaderEvent) }
 
 // RoomKey is the routing form of a stored event's room name.
 func (m *Msg) RoomKey() string { return m.Header(HeaderRoomKey) }
+
+// APIKey is the signing key of a stored event ("" if none, see
+// HeaderAPIKey).
+func (m *Msg) APIKey() string { return m.Header(HeaderAPIKey) }
 
 // Ack settles the message as done.
 func (m *Msg) Ack() error { return m.m.Ack() }

@@ -22,6 +22,10 @@ import (
 type Names struct {
 	kv    jetstream.KeyValue
 	rooms *Rooms
+	// project scopes the view (see Project); legacy is the store's legacy
+	// window.
+	project string
+	legacy  *legacyWindow
 }
 
 // RoomSID returns the current room sid of a room name (ok false: unknown).
@@ -56,7 +60,10 @@ func (n *Names) namedSession(ctx context.Context, sid, id string) (bool, error) 
 }
 
 func (n *Names) get(ctx context.Context, prefix, name string) (string, bool, error) {
-	e, err := Lookup(ctx, n.kv, prefix, name)
+	e, err := Lookup(ctx, n.kv, n.pfx()+prefix, name)
+	if n.project != "" && errors.Is(err, jetstream.ErrKeyNotFound) && n.legacy.active() {
+		e, err = Lookup(ctx, n.kv, prefix, name) // written before projects
+	}
 	switch {
 	case err == nil:
 		return string(e.Value()), true, nil
@@ -92,13 +99,13 @@ func (n *Names) Index(ctx context.Context, roomName, sessionID, sid string) erro
 			return err
 		}
 	}
-	if _, err := n.kv.Put(ctx, "room."+Key(roomName), []byte(sid)); err != nil {
+	if _, err := n.kv.Put(ctx, n.pfx()+"room."+Key(roomName), []byte(sid)); err != nil {
 		return err
 	}
 	if sessionID == roomName {
 		return nil
 	}
-	_, err := n.kv.Put(ctx, "session."+Key(sessionID), []byte(sid))
+	_, err := n.kv.Put(ctx, n.pfx()+"session."+Key(sessionID), []byte(sid))
 	return err
 }
 
@@ -109,7 +116,7 @@ func (n *Names) putIfChanged(ctx context.Context, prefix, name, sid string, only
 	if err != nil || cur == sid || (!ok && onlyIfPresent) {
 		return err
 	}
-	_, err = n.kv.Put(ctx, prefix+Key(name), []byte(sid))
+	_, err = n.kv.Put(ctx, n.pfx()+prefix+Key(name), []byte(sid))
 	return err
 }
 
@@ -162,6 +169,9 @@ type Task struct {
 	SID    string `json:"sid"`
 	DueMs  int64  `json:"due_ms"`
 	Reason string `json:"reason,omitempty"` // why an expire task closes the session
+	// Project is the project whose view holds the room's record (""
+	// before projects, see ProjectPrefix).
+	Project string `json:"proj,omitempty"`
 }
 
 // Tasks is the tasks stream.
@@ -174,7 +184,7 @@ type Tasks struct {
 // repeated scheduling by retries and other replicas, so the first
 // scheduling's header (trace context) is the one the task carries.
 func (ts *Tasks) Schedule(ctx context.Context, t Task, header map[string]string) error {
-	t.Key = Key(t.SID)
+	t.Key = ProjectPrefix(t.Project) + Key(t.SID)
 	msg := nats.NewMsg(TaskSubject(t.Kind, t.SID))
 	msg.Data, _ = json.Marshal(t)
 	for k, v := range header {

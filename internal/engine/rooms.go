@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -100,12 +101,16 @@ type Rooms struct {
 	// beforeCreate, set by this package's tests, runs between the index
 	// write and the record's creation.
 	beforeCreate func(key string) error
+	// project scopes the view (see Project); legacy is the store's legacy
+	// window.
+	project string
+	legacy  *legacyWindow
 }
 
 // Key is the key the record of room sid lives at (its legacy key if only
-// that holds it, see Lookup).
+// that holds it, see Lookup; in a project's view, see Rooms.Project).
 func (r *Rooms) Key(ctx context.Context, sid string) (string, error) {
-	return ResolveKey(ctx, r.kv, "", sid)
+	return r.keyOf(ctx, sid, nil)
 }
 
 // RoomlessKey is the key of the record an event without a room keeps for
@@ -145,7 +150,7 @@ func (r *Rooms) EachOpen(ctx context.Context, f func(rec *Room) error) error {
 	}
 	defer func() { _ = lister.Stop() }()
 	for key := range lister.Keys() {
-		if key == openIndexBuilt {
+		if strings.HasPrefix(key, "meta.") { // openIndexBuilt, layoutKey
 			continue
 		}
 		rec, _, err := r.Get(ctx, key)

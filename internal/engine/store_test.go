@@ -64,7 +64,7 @@ func openKeys(t *testing.T, e *Engine) []string {
 	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
 		t.Fatal(err)
 	}
-	keys = slices.DeleteFunc(keys, func(k string) bool { return k == openIndexBuilt })
+	keys = slices.DeleteFunc(keys, func(k string) bool { return k == openIndexBuilt || k == layoutKey })
 	slices.Sort(keys)
 	return keys
 }
@@ -140,8 +140,8 @@ func TestOpenIndexFollowsOpenRooms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.State.Msgs != 2 { // RM_b and the completion marker
-		t.Fatalf("open index stream holds %d messages, want 2", st.State.Msgs)
+	if st.State.Msgs != 3 { // RM_b, the completion marker and the layout record
+		t.Fatalf("open index stream holds %d messages, want 3", st.State.Msgs)
 	}
 }
 
@@ -263,4 +263,41 @@ func TestNamesIndexOneWriteWithoutCorrelator(t *testing.T) {
 	}
 	lookup("other", "")
 	lookup("S4", "RM_4")
+}
+
+// TestProjectViewsKeepApart: two projects' views of one room name and
+// session id hold their own entries and records; the unscoped view (the
+// layout before projects) sees neither.
+func TestProjectViewsKeepApart(t *testing.T) {
+	e := openTest(t, Config{})
+	ctx := context.Background()
+	for _, p := range []struct{ project, sid string }{{"acme", "RM_acme"}, {"globex", "RM_globex"}} {
+		names, rooms := e.Names.Project(p.project), e.Rooms.Project(p.project)
+		if err := names.Index(ctx, "call-1", "call-1", p.sid); err != nil {
+			t.Fatal(err)
+		}
+		key, err := rooms.Key(ctx, p.sid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if key != ProjectPrefix(p.project)+p.sid {
+			t.Fatalf("key %q", key)
+		}
+		st := lifecycle.NewState(p.sid, "call-1")
+		st.SessionID = "call-1"
+		if _, err := rooms.Update(ctx, key, nil, func(*Room) (*Room, error) { return &Room{State: st}, nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for project, want := range map[string]string{"acme": "RM_acme", "globex": "RM_globex"} {
+		if sid, ok, err := e.Names.Project(project).SessionRoomSID(ctx, "call-1"); err != nil || !ok || sid != want {
+			t.Errorf("%s: %q %v %v, want %s", project, sid, ok, err, want)
+		}
+	}
+	if _, ok, err := e.Names.SessionRoomSID(ctx, "call-1"); ok || err != nil {
+		t.Errorf("the unscoped view found a project's session: %v %v", ok, err)
+	}
+	if e.LegacyWindowOpen() {
+		t.Error("legacy window open on a fresh store")
+	}
 }

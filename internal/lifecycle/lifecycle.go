@@ -60,6 +60,14 @@ type State struct {
 	BelugaSessionID string `json:"bses,omitempty"`
 	// Unmapped is set by the caller when the room could not be correlated.
 	Unmapped bool `json:"unm,omitempty"`
+	// APIKey (the key id, never its secret) and Project are set by the
+	// caller: the signing key of the room's events and its project.
+	APIKey  string `json:"key,omitempty"`
+	Project string `json:"proj,omitempty"`
+	// ShowProject, set by the caller, puts APIKey and Project in the
+	// Session view (a receiver of several projects); with one project the
+	// view stays as before projects.
+	ShowProject bool `json:"sproj,omitempty"`
 
 	// CreatedMs is the earliest room creationTimeMs seen (0: none).
 	CreatedMs int64 `json:"cms,omitempty"`
@@ -164,6 +172,10 @@ type Session struct {
 	BelugaSessionID string `json:"beluga_session_id,omitempty"`
 	// Unmapped is true when the room could not be correlated.
 	Unmapped bool `json:"unmapped,omitempty"`
+	// APIKey is the API key that signed the room's events; Project its
+	// project name (both empty for sessions stored before projects).
+	APIKey  string `json:"api_key,omitempty"`
+	Project string `json:"project,omitempty"`
 	// StartedAt is the room creation time, else the earliest event time.
 	StartedAt time.Time `json:"started_at"`
 	// EndedAt is set on ended views only.
@@ -534,6 +546,9 @@ func (s State) Session() Session {
 		ParticipantSecondsByKind: map[string]float64{},
 		Participants:             make([]Participant, 0, len(s.Participants)),
 		EventsApplied:            s.EventsApplied,
+	}
+	if s.ShowProject {
+		out.APIKey, out.Project = s.APIKey, s.Project
 	}
 	if s.Expired && !s.RoomFinished {
 		out.ExpireReason = s.ExpireReason

@@ -12,13 +12,21 @@ import (
 )
 
 // Lister lists the rooms a LiveKit deployment has open.
-type Lister struct{ c *lksdk.RoomServiceClient }
+type Lister struct {
+	c   *lksdk.RoomServiceClient
+	key string
+}
 
 // New returns a Lister for the LiveKit server at url (http(s) or ws(s)),
 // authenticated with an API key and secret that may list rooms.
 func New(url, apiKey, apiSecret string) *Lister {
-	return &Lister{c: lksdk.NewRoomServiceClient(url, apiKey, apiSecret)}
+	return &Lister{c: lksdk.NewRoomServiceClient(url, apiKey, apiSecret), key: apiKey}
 }
+
+// APIKey is the key the Lister lists with (never the secret): with several
+// projects on one receiver, the reconciler closes only that key's
+// project's sessions.
+func (l *Lister) APIKey() string { return l.key }
 
 // ListRooms returns every open room.
 func (l *Lister) ListRooms(ctx context.Context) ([]*livekit.Room, error) {

@@ -1,0 +1,284 @@
+package livekitwebhook
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
+)
+
+// Several LiveKit projects on one receiver. Each project signs its webhooks
+// with its own API key; the key that verified an event (never its secret)
+// is journaled with it (engine.HeaderAPIKey), and its project keeps its
+// rooms, name and session index entries, finished marks and open-index
+// entries apart from every other project's (engine.ProjectPrefix): two
+// projects each with a room "call-1" have two sessions. A project is named
+// by Config.Projects (key -> name), else by its key. Keys given the same
+// name are one project: map the old and the new key of a rotation (or an
+// egress-specific signing key) to one name so that a room's events stay in
+// one session whichever of them signed.
+
+// ProjectNames is Config.Projects: "key: name" lines (YAML, like Keys).
+// In a JSON config it may also be an object {"APIxxx": "acme"}.
+type ProjectNames string
+
+// UnmarshalJSON takes a string of "key: name" lines or an object.
+func (p *ProjectNames) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		*p = ProjectNames(s)
+		return nil
+	}
+	var m map[string]string
+	if err := json.Unmarshal(b, &m); err != nil {
+		return errors.New(`projects: want "key: name" lines or an object of key -> name`)
+	}
+	var sb strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		kb, _ := json.Marshal(k) // a JSON string is a YAML scalar
+		vb, _ := json.Marshal(m[k])
+		fmt.Fprintf(&sb, "%s: %s\n", kb, vb)
+	}
+	*p = ProjectNames(sb.String())
+	return nil
+}
+
+// parse returns the key -> name map.
+func (p ProjectNames) parse() (map[string]string, error) {
+	m := map[string]string{}
+	if strings.TrimSpace(string(p)) == "" {
+		return m, nil
+	}
+	if err := yaml.Unmarshal([]byte(p), &m); err != nil {
+		return nil, errors.New(`projects: expected "key: name" lines`)
+	}
+	for k, v := range m {
+		if k == "" || v == "" {
+			return nil, errors.New("projects: empty key or name")
+		}
+	}
+	return m, nil
+}
+
+// projectSet names the projects of the configured keys.
+type projectSet struct {
+	names map[string]string // key -> project name (Config.Projects)
+	all   []string          // every project of a configured key or of Config.Projects, sorted
+}
+
+func newProjectSet(names map[string]string, keys map[string]string) projectSet {
+	p := projectSet{names: names}
+	seen := map[string]bool{}
+	for k := range keys {
+		seen[p.of(k)] = true
+	}
+	for _, n := range names {
+		seen[n] = true
+	}
+	p.all = slices.Sorted(maps.Keys(seen))
+	return p
+}
+
+// of is the project of a signing key: its configured name, else the key;
+// "" for no key (a legacy signature, or an event journaled before
+// projects).
+func (p projectSet) of(key string) string {
+	if key == "" {
+		return ""
+	}
+	return cmp.Or(p.names[key], key)
+}
+
+// shown: sessions show api_key and project when the receiver serves
+// several projects, or names one (Config.Projects). With one key and no
+// names, sessions and reports stay as they were before projects.
+func (p projectSet) shown() bool { return len(p.all) > 1 || len(p.names) > 0 }
+
+// resolve reads a ?project= value: a configured key names its project, any
+// other value is a project name.
+func (p projectSet) resolve(q string) string {
+	if n, ok := p.names[q]; ok {
+		return n
+	}
+	return q
+}
+
+// matches tells whether a session of project/apiKey answers ?project=q.
+func (p projectSet) matches(q, project, apiKey string) bool {
+	return q == "" || project == p.resolve(q) || apiKey == q
+}
+
+// ErrAmbiguousSession means a session id names sessions of several
+// projects: ask again naming the project (SessionByIDInProject, or
+// ?project= on the sessions API, which answers 409).
+var ErrAmbiguousSession = errors.New("livekitwebhook: session id is used by several projects")
+
+// AmbiguousSessionError is the error of a session lookup without a project
+// when several projects have a session of that id.
+type AmbiguousSessionError struct {
+	SessionID string
+	Projects  []string // sorted
+}
+
+func (e *AmbiguousSessionError) Error() string {
+	return fmt.Sprintf("livekitwebhook: session id %q is used by projects %q: name the project", e.SessionID, e.Projects)
+}
+
+// Unwrap returns ErrAmbiguousSession.
+func (e *AmbiguousSessionError) Unwrap() error { return ErrAmbiguousSession }
+
+// SessionByIDInProject is SessionByID within one project (a project name,
+// or one of its API keys). Sessions stored before projects (which have
+// none) are found from any project.
+func (r *Receiver) SessionByIDInProject(ctx context.Context, project, sessionID string) (Session, bool, error) {
+	rec, err := r.findSession(ctx, sessionID, project)
+	if err != nil || rec == nil {
+		return Session{}, false, err
+	}
+	return sessionOfRecord(rec), true, nil
+}
+
+// sessionOfRecord is the session view of a stored room.
+func sessionOfRecord(rec *roomRecord) Session {
+	if rec.Reported && rec.Report != nil {
+		return sessionOf(*rec.Report)
+	}
+	return sessionOf(rec.State.Session())
+}
+
+// findSession returns the record of the latest session with sessionID in
+// project q ("" for any: an *AmbiguousSessionError when several projects
+// have one), nil when there is none.
+func (r *Receiver) findSession(ctx context.Context, sessionID, q string) (*roomRecord, error) {
+	eng := r.engine()
+	if eng == nil {
+		return nil, ErrEngineUnavailable
+	}
+	projects := r.projects.all
+	if q != "" {
+		projects = []string{r.projects.resolve(q)}
+	}
+	var found []*roomRecord
+	var legacy *roomRecord // stored without a project
+	seen := map[string]bool{}
+	for _, p := range projects {
+		rec, err := recordInProject(ctx, eng, p, sessionID)
+		if err != nil {
+			return nil, err
+		}
+		// A lookup falls back to entries written before projects: one of
+		// them belongs to whichever project continued it, if any.
+		if rec == nil || seen[rec.State.RoomSID] || (rec.State.Project != "" && rec.State.Project != p) {
+			continue
+		}
+		seen[rec.State.RoomSID] = true
+		if rec.State.Project == "" {
+			legacy = rec
+			continue
+		}
+		found = append(found, rec)
+	}
+	if len(found) == 0 && legacy == nil && q == "" {
+		// Before projects, or legacy signatures.
+		rec, err := recordInProject(ctx, eng, "", sessionID)
+		if err != nil {
+			return nil, err
+		}
+		legacy = rec
+	}
+	if len(found) == 0 && legacy != nil {
+		// A session of a project is newer than one stored without: as
+		// before projects, the latest session of an id answers.
+		found = append(found, legacy)
+	}
+	switch len(found) {
+	case 0:
+		return nil, nil
+	case 1:
+		return found[0], nil
+	}
+	e := &AmbiguousSessionError{SessionID: sessionID}
+	for _, rec := range found {
+		e.Projects = append(e.Projects, cmp.Or(rec.State.Project, rec.State.APIKey))
+	}
+	slices.Sort(e.Projects)
+	return nil, e
+}
+
+// recordInProject reads the record of the latest session with sessionID in
+// project's view.
+func recordInProject(ctx context.Context, eng *engine.Engine, project, sessionID string) (*roomRecord, error) {
+	sid, ok, err := eng.Names.Project(project).SessionRoomSID(ctx, sessionID)
+	if err != nil || !ok {
+		return nil, err
+	}
+	rooms := eng.Rooms.Project(project)
+	key, err := rooms.Key(ctx, sid)
+	if err != nil {
+		return nil, err
+	}
+	rec, _, err := rooms.Get(ctx, key)
+	return rec, err
+}
+
+// roomInProjects returns the session of the latest room sid seen under
+// name, in project q or, for q "", in any (the one that ended last, else
+// the one started last, when several projects have such a room).
+func (r *Receiver) roomInProjects(ctx context.Context, name, q string) (Session, bool, error) {
+	eng := r.engine()
+	if eng == nil {
+		return Session{}, false, ErrEngineUnavailable
+	}
+	projects := append(slices.Clone(r.projects.all), "")
+	if q != "" {
+		projects = []string{r.projects.resolve(q)}
+	}
+	var best Session
+	var ok bool
+	for _, p := range projects {
+		sid, found, err := eng.Names.Project(p).RoomSID(ctx, name)
+		if err != nil {
+			return Session{}, false, err
+		}
+		if !found {
+			continue
+		}
+		rooms := eng.Rooms.Project(p)
+		key, err := rooms.Key(ctx, sid)
+		if err != nil {
+			return Session{}, false, err
+		}
+		rec, _, err := rooms.Get(ctx, key)
+		if err != nil {
+			return Session{}, false, err
+		}
+		if rec == nil {
+			continue
+		}
+		s := sessionOfRecord(rec)
+		if !ok || later(s, best) {
+			best, ok = s, true
+		}
+	}
+	return best, ok, nil
+}
+
+// later orders sessions for roomInProjects: ended after open, then by end,
+// then by start.
+func later(a, b Session) bool {
+	switch {
+	case (a.EndedAt != nil) != (b.EndedAt != nil):
+		return a.EndedAt != nil
+	case a.EndedAt != nil && !a.EndedAt.Equal(*b.EndedAt):
+		return a.EndedAt.After(*b.EndedAt)
+	}
+	return a.StartedAt.After(b.StartedAt)
+}
