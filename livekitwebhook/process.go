@@ -161,7 +161,6 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id, api
 		if next.State.APIKey == "" && apiKey != "" {
 			// New, or stored before projects: the room's project from now.
 			next.State.APIKey, next.State.Project = apiKey, project
-			next.State.ShowProject = p.projects.shown()
 		}
 		if next.TraceParent == "" {
 			// The room's trace: that of the first event stored for it

@@ -97,11 +97,6 @@ func (p projectSet) of(key string) string {
 	return cmp.Or(p.names[key], key)
 }
 
-// shown: sessions show api_key and project when the receiver serves
-// several projects, or names one (Config.Projects). With one key and no
-// names, sessions and reports stay as they were before projects.
-func (p projectSet) shown() bool { return len(p.all) > 1 || len(p.names) > 0 }
-
 // resolve reads a ?project= value: a configured key names its project, any
 // other value is a project name.
 func (p projectSet) resolve(q string) string {

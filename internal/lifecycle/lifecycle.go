@@ -64,10 +64,6 @@ type State struct {
 	// caller: the signing key of the room's events and its project.
 	APIKey  string `json:"key,omitempty"`
 	Project string `json:"proj,omitempty"`
-	// ShowProject, set by the caller, puts APIKey and Project in the
-	// Session view (a receiver of several projects); with one project the
-	// view stays as before projects.
-	ShowProject bool `json:"sproj,omitempty"`
 
 	// CreatedMs is the earliest room creationTimeMs seen (0: none).
 	CreatedMs int64 `json:"cms,omitempty"`
@@ -547,9 +543,7 @@ func (s State) Session() Session {
 		Participants:             make([]Participant, 0, len(s.Participants)),
 		EventsApplied:            s.EventsApplied,
 	}
-	if s.ShowProject {
-		out.APIKey, out.Project = s.APIKey, s.Project
-	}
+	out.APIKey, out.Project = s.APIKey, s.Project
 	if s.Expired && !s.RoomFinished {
 		out.ExpireReason = s.ExpireReason
 	}
