@@ -78,6 +78,14 @@ type Config struct {
 
 	// FinalizeGrace waits for late events after room_finished.
 	FinalizeGrace string `json:"finalize_grace" default:"10s"`
+	// EgressWait: how long, from the receipt of room_finished, the report
+	// waits (beyond FinalizeGrace) for every egress of the room to reach a
+	// terminal status. The report goes out once the last one ended (and the
+	// grace passed), or at this deadline with the running ones listed with
+	// their last status and the anomaly egress_never_ended; their later
+	// egress_ended still reaches Hooks.OnEgressEnded and the stored report.
+	// "0s" does not wait.
+	EgressWait string `json:"egress_wait" default:"5m"`
 	// MaxSessionAge closes sessions that never got room_finished as expired.
 	MaxSessionAge string `json:"max_session_age" default:"24h"`
 	// RecordTTL is how long a room's record, its name and session index
@@ -191,6 +199,7 @@ func (c *Config) mergeLiveKitEnv() {
 // durations is Config's duration fields, parsed.
 type durations struct {
 	leeway, dedupe, accept, retryAfter, grace, maxAge, recordTTL time.Duration
+	egressWait                                                   time.Duration
 }
 
 // defaultRecordTTL is record_ttl when unset: a week, or twice what a room
@@ -217,6 +226,7 @@ func (c Config) durations() (durations, error) {
 	parse("retry_after", c.RetryAfter, &d.retryAfter)
 	parse("finalize_grace", c.FinalizeGrace, &d.grace)
 	parse("max_session_age", c.MaxSessionAge, &d.maxAge)
+	parse("egress_wait", c.EgressWait, &d.egressWait)
 	d.recordTTL = defaultRecordTTL(d.maxAge, d.dedupe)
 	if c.RecordTTL != "" {
 		parse("record_ttl", c.RecordTTL, &d.recordTTL)

@@ -79,9 +79,12 @@ func (p *processor) handleTask(ctx context.Context, m pipeline.Message) error {
 	p.lane.RLock()
 	err := p.finalize(ctx, t, newRecordCache(1))
 	p.lane.RUnlock()
+	var wait egressWaitError
 	switch {
 	case errors.Is(err, errEventsPending):
 		return pipeline.Later(time.Second)
+	case errors.As(err, &wait):
+		return pipeline.Later(wait.d)
 	case errors.Is(err, ErrUnknownHook):
 		// No retry makes a hook appear in this process.
 		return pipeline.Permanent(err)
@@ -115,19 +118,29 @@ func (p *processor) finalize(ctx context.Context, t task, cache *recordCache) (e
 	if t.Key, err = p.rooms.Project(t.Project).Key(ctx, t.SID); err != nil {
 		return err
 	}
-	if time.Since(time.UnixMilli(t.DueMs)) < maxFinalizeWait {
-		if err := p.allApplied(ctx, t, cache); err != nil {
+	due, err := p.reportDue(ctx, t, cache)
+	if err != nil {
+		return err
+	}
+	if time.Since(due) < maxFinalizeWait {
+		if err := p.allApplied(ctx, t, due, cache); err != nil {
 			return err
 		}
 	}
 	var won bool
-	var closedActive int // participants an expiry closes (room_finished already did otherwise)
+	var closedActive int   // participants an expiry closes (room_finished already did otherwise)
+	var wait time.Duration // left to wait for the room's egresses
 	rec, err := p.rooms.Update(ctx, t.Key, cache, func(cur *roomRecord) (*roomRecord, error) {
-		won, closedActive = false, 0
+		won, closedActive, wait = false, 0, 0
 		if cur == nil || cur.Reported {
 			return nil, nil
 		}
 		next := *cur
+		if t.Kind != taskExpire {
+			if wait = egressWaitLeft(cur); wait > 0 {
+				return nil, nil
+			}
+		}
 		if t.Kind == taskExpire {
 			if cur.State.Finished() {
 				return nil, nil // a finalize task owns it
@@ -143,12 +156,15 @@ func (p *processor) finalize(ctx context.Context, t task, cache *recordCache) (e
 			next.State = lifecycle.Expire(cur.State, end, reason)
 			closedActive = cur.State.ActiveParticipants()
 		}
-		report := next.State.Session()
+		report := next.State.Report()
 		next.Reported, next.Report = true, &report
 		next.EndedPending = p.hooks.endedNames()
 		won = true
 		return &next, nil
 	})
+	if err == nil && wait > 0 {
+		return egressWaitError{wait}
+	}
 	if err != nil || rec == nil || !rec.Reported || rec.Delivered {
 		return err
 	}
@@ -184,12 +200,12 @@ var errEventsPending = errors.New("stored events of the room are not applied yet
 // burst of reports hit the server's limit of 1,000 consumers per stream (each
 // outlived its check by 5 min) and waited maxFinalizeWait. An event at or
 // below the floor that was dead-lettered does not hold the report.
-func (p *processor) allApplied(ctx context.Context, t task, cache *recordCache) error {
-	floor, err := p.floorFor(ctx, time.UnixMilli(t.DueMs))
+func (p *processor) allApplied(ctx context.Context, t task, due time.Time, cache *recordCache) error {
+	floor, err := p.floorFor(ctx, due)
 	if err != nil {
 		return err
 	}
-	rec, rev, err := p.rooms.Get(ctx, t.Key)
+	rec, rev, err := p.rooms.Get(ctx, t.Key) // read after the floor
 	if err != nil || rec == nil || rec.Reported {
 		return err
 	}
@@ -264,15 +280,21 @@ func (p *processor) deliver(ctx context.Context, key string, rec *roomRecord, ca
 		}
 		done = append(done, name)
 	}
-	_, err = p.rooms.Update(ctx, key, cache, func(cur *roomRecord) (*roomRecord, error) {
+	after, err := p.rooms.Update(ctx, key, cache, func(cur *roomRecord) (*roomRecord, error) {
 		if cur == nil || cur.Delivered {
 			return nil, nil
 		}
 		next := *cur
 		next.EndedPending = cur.EndedPending.Without(done)
 		next.Delivered = failed == nil && len(next.EndedPending) == 0
+		// Amended by a late event since rec was read: the stored copy
+		// may be the older one just written.
+		next.ReportStale = cur.ReportStale || !sameReport(cur.Report, b)
 		return &next, nil
 	})
+	if err == nil {
+		err = p.storeAmended(ctx, key, after, cache)
+	}
 	return cmp.Or(failed, err, unknown)
 }
 

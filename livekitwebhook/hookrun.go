@@ -21,7 +21,7 @@ func (p *processor) runHooks(ctx context.Context, key, id string, ev *livekit.We
 	if len(pending) == 0 {
 		return nil
 	}
-	view := sessionOf(rec.State.Session())
+	view := viewOf(rec)
 	var done hookNames
 	var firstErr error
 	for _, name := range pending {

@@ -44,8 +44,14 @@ type Hooks struct {
 	OnParticipantAborted EventHook
 	OnTrackPublished     EventHook
 	OnTrackUnpublished   EventHook
-	OnEgressEnded        EventHook
+	// OnEgressEnded gets every egress_ended of a room, also one that
+	// arrives after the room's report was fixed (a recording that outlived
+	// Config.EgressWait): its Session is then the stored report, amended.
+	OnEgressEnded EventHook
 	// OnEvent sees every event, known or not, after the specific hook.
+	// Of the events that arrive after their room's report, it sees only
+	// the egress events (the others are counted, see
+	// AnomalyEventsAfterReport).
 	OnEvent EventHook
 	// OnSessionEnded receives the final report, once per room sid.
 	OnSessionEnded func(ctx context.Context, r Report) error

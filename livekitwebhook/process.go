@@ -143,7 +143,9 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id, api
 	rec, err := p.rooms.Update(ctx, key, cache, func(cur *roomRecord) (*roomRecord, error) {
 		fresh, late, justApplied, remapped = false, false, false, false
 		if cur != nil && cur.Reported {
-			late = !cur.State.Applied(id)
+			if late = !cur.State.Applied(id); late {
+				return p.applyLate(cur, ev, id), nil
+			}
 			return nil, nil
 		}
 		if cur != nil && cur.State.Applied(id) {
@@ -190,7 +192,9 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id, api
 			next.Pending[id] = eventNames(hooks)
 		}
 		if next.State.Finished() && next.FinalizeDueMs == 0 {
-			next.FinalizeDueMs = time.Now().Add(p.d.grace).UnixMilli()
+			now := time.Now()
+			next.FinalizeDueMs = now.Add(p.d.grace).UnixMilli()
+			next.EgressDueMs = now.Add(p.d.egressWait).UnixMilli()
 		}
 		return next, nil
 	})
@@ -200,14 +204,17 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id, api
 	if late {
 		p.tel.lateEvents.Add(ctx, 1, label("event", eventLabel(ev.Event)))
 		p.log.Info("event after the session was reported", withTrace(ctx, []any{"event", ev.Event, "event_id", id, "room_sid", sid})...)
-		return nil
 	}
 	if rec == nil {
 		return nil
 	}
 	if rec.Reported {
-		// Applied before the report was fixed; its hooks may still be
-		// pending (a retry or a replay): they keep their guarantees.
+		// Applied late (amending the stored report), or before the report
+		// was fixed; its hooks may still be pending (a retry or a replay):
+		// they keep their guarantees.
+		if err := p.storeAmended(ctx, key, rec, cache); err != nil {
+			return err
+		}
 		return p.runHooks(ctx, key, id, ev, rec, cache)
 	}
 	span.SetAttributes(sessionAttrs(rec.State.SessionID)...)
@@ -222,6 +229,9 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id, api
 	}
 	if rec.FinalizeDueMs != 0 {
 		if err := p.scheduleFinalize(ctx, rec, taskFinalize, rec.FinalizeDueMs); err != nil {
+			return err
+		}
+		if err := p.scheduleEgressWake(ctx, ev, rec); err != nil {
 			return err
 		}
 	}

@@ -59,6 +59,10 @@ type Session struct {
 	ExpireReason string `json:"expire_reason,omitempty"`
 	// AgentJobs are the room's agent jobs (agent_job_* events), if any.
 	AgentJobs []AgentJob `json:"agent_jobs,omitempty"`
+	// Recordings are the room's egresses, sorted by egress id.
+	Recordings []Recording `json:"recordings,omitempty"`
+	// Anomalies are sorted by Code; absent when there is none.
+	Anomalies []Anomaly `json:"anomalies,omitempty"`
 }
 
 // Report is the final account of one room sid, fixed once after
@@ -66,7 +70,11 @@ type Session struct {
 // is what OnSessionEnded gets, what is published on
 // lkwh.reports.<session_id>, written into the Beluga session's
 // State[StateKeyReport] and returned by EndedSessions. Unlike a Session it
-// never changes, and EndedAt and Disposition are always set. Its fields mean
+// is fixed once, and EndedAt and Disposition are always set; only events
+// that arrive after it was fixed amend the stored copy (EndedSessions,
+// SessionByID, the sessions API): Recordings, and the Anomalies
+// egress_never_ended and events_after_report. What was published and
+// handed to OnSessionEnded is not sent again. Its fields mean
 // what they mean in Session, and its JSON is that of the ended Session.
 type Report struct {
 	SessionID                string             `json:"session_id"`
@@ -88,6 +96,11 @@ type Report struct {
 	EventsApplied int           `json:"events_applied"`
 	ExpireReason  string        `json:"expire_reason,omitempty"`
 	AgentJobs     []AgentJob    `json:"agent_jobs,omitempty"`
+	// Recordings may change after the report was published: see Recording.
+	Recordings []Recording `json:"recordings,omitempty"`
+	// Anomalies: see Anomaly. egress_never_ended and events_after_report
+	// may change in the stored report after it was published.
+	Anomalies []Anomaly `json:"anomalies,omitempty"`
 }
 
 // Participant is one participant session (one participant sid) in a Session
@@ -235,6 +248,8 @@ func sessionOf(s lifecycle.Session) Session {
 		EventsApplied:            s.EventsApplied,
 		ExpireReason:             s.ExpireReason,
 		AgentJobs:                agentJobsOf(s.AgentJobs),
+		Recordings:               recordingsOf(s.Recordings),
+		Anomalies:                anomaliesOf(s.Anomalies),
 	}
 }
 
@@ -258,6 +273,8 @@ func reportOf(s lifecycle.Session) Report {
 		EventsApplied:            s.EventsApplied,
 		ExpireReason:             s.ExpireReason,
 		AgentJobs:                agentJobsOf(s.AgentJobs),
+		Recordings:               recordingsOf(s.Recordings),
+		Anomalies:                anomaliesOf(s.Anomalies),
 	}
 	if s.EndedAt != nil {
 		r.EndedAt = *s.EndedAt

@@ -51,6 +51,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	configFile := fs.String("config", "", "JSON config file (livekitwebhook.Config)")
 	dev := fs.Bool("dev", false, "development mode: keys devkey/secret (as livekit-server --dev; short secrets accepted), bind 127.0.0.1 only")
 	grace := fs.String("finalize-grace", "", "wait for late events after room_finished (default 10s)")
+	egressWait := fs.String("egress-wait", "", "how long after room_finished the report waits for the room's recordings (egress) to end (default 5m)")
 	maxAge := fs.String("max-session-age", "", "close sessions without room_finished after this age (default 24h)")
 	adminToken := fs.String("admin-token", os.Getenv("LKWEBHOOK_ADMIN_TOKEN"), "token for the sessions, DLQ, reconcile and metrics endpoints (env LKWEBHOOK_ADMIN_TOKEN); without it they answer local clients only, and are off on a non-loopback --addr")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -88,6 +89,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	setIf(&cfg.NatsTLSCert, *natsCert)
 	setIf(&cfg.NatsTLSKey, *natsKey)
 	setIf(&cfg.FinalizeGrace, *grace)
+	setIf(&cfg.EgressWait, *egressWait)
 	setIf(&cfg.MaxSessionAge, *maxAge)
 	setIf(&cfg.AdminToken, *adminToken)
 	if *replicas > 0 {

@@ -172,6 +172,9 @@ type Task struct {
 	// Project is the project whose view holds the room's record (""
 	// before projects, see ProjectPrefix).
 	Project string `json:"proj,omitempty"`
+	// Tag tells apart tasks of one kind and room that must each run once
+	// (see Schedule); empty for most.
+	Tag string `json:"tag,omitempty"`
 }
 
 // Tasks is the tasks stream.
@@ -180,7 +183,7 @@ type Tasks struct {
 	stream jetstream.Stream
 }
 
-// Schedule stores t once per (kind, room sid): the message id deduplicates
+// Schedule stores t once per (kind, room sid, tag): the message id deduplicates
 // repeated scheduling by retries and other replicas, so the first
 // scheduling's header (trace context) is the one the task carries.
 func (ts *Tasks) Schedule(ctx context.Context, t Task, header map[string]string) error {
@@ -190,7 +193,11 @@ func (ts *Tasks) Schedule(ctx context.Context, t Task, header map[string]string)
 	for k, v := range header {
 		http.Header(msg.Header).Set(k, v) // canonical, as Msg.Header reads it
 	}
-	_, err := ts.js.PublishMsg(ctx, msg, jetstream.WithMsgID(t.Kind+"/"+t.SID), jetstream.WithExpectStream(StreamTasks))
+	id := t.Kind + "/" + t.SID
+	if t.Tag != "" {
+		id += "/" + t.Tag
+	}
+	_, err := ts.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamTasks))
 	return err
 }
 
@@ -218,8 +225,19 @@ func (rs *Reports) Store(ctx context.Context, roomSID, sessionID string, report 
 	return nil
 }
 
+// Put replaces the stored report of roomSID (the KV entry) without
+// publishing it again: a report amended by events that arrived after it
+// was published.
+func (rs *Reports) Put(ctx context.Context, roomSID string, report []byte) error {
+	if _, err := rs.kv.Put(ctx, Key(roomSID), report); err != nil {
+		return fmt.Errorf("store report: %w", err)
+	}
+	return nil
+}
+
 // Tail calls f with published reports, newest first, until f returns false
-// or none is left. Its cost follows what f takes, not history.
+// or none is left; each as stored now (see Put), else as published. Its
+// cost follows what f takes, not history.
 func (rs *Reports) Tail(ctx context.Context, f func(report []byte) bool) error {
 	info, err := rs.stream.Info(ctx)
 	if err != nil {
@@ -233,7 +251,17 @@ func (rs *Reports) Tail(ctx context.Context, f func(report []byte) bool) error {
 		if err != nil {
 			return err
 		}
-		if !f(m.Data) {
+		data := m.Data
+		if sid := m.Header.Get("Lkwh-Room-Sid"); sid != "" {
+			e, err := rs.kv.Get(ctx, Key(sid))
+			switch {
+			case err == nil:
+				data = e.Value()
+			case !errors.Is(err, jetstream.ErrKeyNotFound):
+				return err
+			}
+		}
+		if !f(data) {
 			return nil
 		}
 	}

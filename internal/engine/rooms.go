@@ -32,6 +32,10 @@ type Room struct {
 	// FinalizeDueMs is when the report may be produced (room_finished seen
 	// plus the grace period); 0 until room_finished.
 	FinalizeDueMs int64 `json:"due,omitempty"`
+	// EgressDueMs is how long the report may wait for the room's egresses
+	// to end (room_finished's receipt plus the egress wait); 0 until
+	// room_finished, and in records written before the wait existed.
+	EgressDueMs int64 `json:"egd,omitempty"`
 	// Reported is set, by exactly one compare-and-set, when the final report
 	// was fixed; Report holds it.
 	Reported bool               `json:"rep,omitempty"`
@@ -40,6 +44,10 @@ type Room struct {
 	// is set once the report is stored, published and handed to them.
 	EndedPending HookNames `json:"ep,omitempty"`
 	Delivered    bool      `json:"del,omitempty"`
+	// ReportStale is set when Report was amended (by events that arrived
+	// after it was fixed) or may differ from the stored copy, and cleared
+	// once the stored copy (Reports.Put) holds it.
+	ReportStale bool `json:"rst,omitempty"`
 }
 
 // HookNames are the durable names of the hooks a call is owed to. Versions

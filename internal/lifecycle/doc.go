@@ -72,6 +72,20 @@
 //     aborted; "no_show" when there is none; "expired" when the session was
 //     closed with Expire and no room_finished was seen. A room_finished applied
 //     after Expire wins over the expiry. SIP calls refine this, see below.
+//   - recordings: one per egress id (egress events without one are
+//     ignored), sorted by id, from the EgressInfo of its events. The info
+//     shown is the greatest by: terminal status (or egress_ended) first, then
+//     updatedAt, then event createdAt, then the remaining fields (a total
+//     order, so any arrival order agrees); a terminal status is never
+//     replaced by a non-terminal one. started_at is the earliest startedAt;
+//     ended_at (terminal only) endedAt, else updatedAt, else the event's
+//     createdAt; files are file_results, else the deprecated file result.
+//   - anomalies (sorted by code): participant_never_left (ended views:
+//     participants neither left nor aborted), room_started_after_finished
+//     (room_started events whose createdAt is after the earliest
+//     room_finished createdAt). egress_never_ended is added by Report
+//     (egresses not terminal), events_after_report by Amend (events applied
+//     after the report was fixed).
 //
 // SIP calls. A participant of kind sip whose events carried any sip.* or
 // lk.sip.* attribute (livekit.AttrSIP*) gets a sip object; one without any

@@ -81,6 +81,8 @@ type State struct {
 	FinishedSec int64 `json:"fins,omitempty"`
 	// EndReason is the livekit.RoomEndReason of room_finished (highest if several).
 	EndReason int32 `json:"er,omitempty"`
+	// RoomStartedSecs are the createdAt of every room_started applied, sorted.
+	RoomStartedSecs []int64 `json:"rss,omitempty"`
 
 	// Expired is true once Expire closed the session.
 	Expired bool `json:"exp,omitempty"`
@@ -143,6 +145,25 @@ type EgressState struct {
 	Started bool `json:"s,omitempty"`
 	// Ended is true once egress_ended was seen.
 	Ended bool `json:"e,omitempty"`
+	// StartedNs is the earliest EgressInfo.startedAt seen (unix ns).
+	StartedNs int64 `json:"sn,omitempty"`
+	// The fields below are those of the greatest snapshot of the egress's
+	// events (see compareSnapshots), the zero snapshot included.
+	//
+	// Final: the snapshot has a terminal status or came with egress_ended.
+	Final bool `json:"f,omitempty"`
+	// UpdatedNs is EgressInfo.updatedAt (unix ns).
+	UpdatedNs int64 `json:"un,omitempty"`
+	// EventSec is the createdAt of the snapshot's event.
+	EventSec int64 `json:"es,omitempty"`
+	// Status is the livekit.EgressStatus.
+	Status int32 `json:"st,omitempty"`
+	// EndedNs is EgressInfo.endedAt (unix ns).
+	EndedNs int64 `json:"en,omitempty"`
+	// Error is EgressInfo.error.
+	Error string `json:"err,omitempty"`
+	// Files are file_results, else the deprecated file result.
+	Files []EgressFile `json:"fl,omitempty"`
 }
 
 // IngressState records one ingress of the room.
@@ -195,6 +216,10 @@ type Session struct {
 	ExpireReason string `json:"expire_reason,omitempty"`
 	// AgentJobs are the room's agent jobs, if any.
 	AgentJobs []AgentJob `json:"agent_jobs,omitempty"`
+	// Recordings are the room's egresses, sorted by egress id.
+	Recordings []Recording `json:"recordings,omitempty"`
+	// Anomalies are sorted by code; see the Anomaly* constants.
+	Anomalies []Anomaly `json:"anomalies,omitempty"`
 }
 
 // Participant is one participant session (one participant SID) in a Session.
@@ -350,6 +375,8 @@ func Apply(s State, ev *livekit.WebhookEvent) (next State, applied bool) {
 	}
 
 	switch ev.GetEvent() {
+	case EventRoomStarted:
+		next.foldRoomStarted(at)
 	case EventRoomFinished:
 		next.RoomFinished = true
 		next.FinishedSec = minPos(next.FinishedSec, at)
@@ -374,8 +401,8 @@ func Apply(s State, ev *livekit.WebhookEvent) (next State, applied bool) {
 			p.AbortReason = max(p.AbortReason, int32(ev.GetParticipant().GetDisconnectReason()))
 		})
 	case EventEgressStarted, EventEgressUpdated, EventEgressEnded:
-		if id := ev.GetEgressInfo().GetEgressId(); id != "" {
-			next.Egress = foldEgress(next.Egress, id, ev.GetEvent() == EventEgressStarted, ev.GetEvent() == EventEgressEnded)
+		if ev.GetEgressInfo().GetEgressId() != "" {
+			next.Egress = foldEgressEvent(next.Egress, ev)
 		}
 	case EventIngressStarted, EventIngressEnded:
 		if id := ev.GetIngressInfo().GetIngressId(); id != "" {
@@ -420,21 +447,6 @@ func (s *State) foldParticipant(info *livekit.ParticipantInfo, at int64, extra f
 		extra(p)
 	}
 	s.Participants = ps
-}
-
-func foldEgress(list []EgressState, id string, started, ended bool) []EgressState {
-	i := sort.Search(len(list), func(i int) bool { return list[i].ID >= id })
-	out := make([]EgressState, 0, len(list)+1)
-	out = append(out, list[:i]...)
-	if i < len(list) && list[i].ID == id {
-		out = append(out, list[i:]...)
-	} else {
-		out = append(out, EgressState{ID: id})
-		out = append(out, list[i:]...)
-	}
-	out[i].Started = out[i].Started || started
-	out[i].Ended = out[i].Ended || ended
-	return out
 }
 
 func foldIngress(list []IngressState, id string, started, ended bool) []IngressState {
@@ -554,6 +566,8 @@ func (s State) Session() Session {
 	if s.RoomFinished {
 		out.EndReason = endReasonName(s.EndReason)
 	}
+	out.Recordings = s.recordings()
+	out.Anomalies = s.anomalies(ended)
 
 	var totalMs int64
 	byKindMs := map[string]int64{}

@@ -69,9 +69,11 @@ func generate(seed int64) genSequence {
 		}
 
 		var evs []*livekit.WebhookEvent
-		add := func(ev *livekit.WebhookEvent) {
-			ev.Id = nextID()
-			evs = append(evs, ev)
+		add := func(more ...*livekit.WebhookEvent) {
+			for _, ev := range more {
+				ev.Id = nextID()
+				evs = append(evs, ev)
+			}
 		}
 		maxT := base
 
@@ -161,17 +163,11 @@ func generate(seed int64) genSequence {
 
 		nEgress := r.IntN(3)
 		for e := 0; e < nEgress; e++ {
-			eid := fmt.Sprintf("EG_%d_%d", k, e)
-			ei := &livekit.EgressInfo{EgressId: eid, RoomId: sid, RoomName: name}
-			st := base + int64(r.IntN(60))
-			add(&livekit.WebhookEvent{Event: EventEgressStarted, CreatedAt: st, EgressInfo: ei})
-			if r.IntN(2) == 0 {
-				add(&livekit.WebhookEvent{Event: EventEgressUpdated, CreatedAt: st + 1, EgressInfo: ei})
-			}
-			if r.IntN(5) != 0 {
-				// may land after room_finished: egress is not ordered against room events
-				add(&livekit.WebhookEvent{Event: EventEgressEnded, CreatedAt: st + 5 + int64(r.IntN(200)), EgressInfo: ei})
-			}
+			add(genEgress(r, fmt.Sprintf("EG_%d_%d", k, e), sid, name, base)...)
+		}
+		if r.IntN(20) == 0 { // a failed start: egress_ended without an egress id
+			add(&livekit.WebhookEvent{Event: EventEgressEnded, CreatedAt: base + 3, EgressInfo: &livekit.EgressInfo{
+				RoomId: sid, RoomName: name, Status: livekit.EgressStatus_EGRESS_FAILED, Error: "no egress available"}})
 		}
 		if r.IntN(10) < 3 {
 			ii := &livekit.IngressInfo{IngressId: fmt.Sprintf("IN_%d", k), RoomName: name}
@@ -328,6 +324,54 @@ func genJobs(r *rand.Rand, sid, name string, base int64, nextID func() string) [
 	return out
 }
 
+// genEgress is one egress's events as livekit/egress fills them: STARTING,
+// sometimes ACTIVE and ENDING, then (usually) a terminal status with file
+// results (sometimes only the deprecated file result); sometimes a late
+// non-terminal update stamped after the end. The egress events may land
+// after room_finished: they are not ordered against room events.
+func genEgress(r *rand.Rand, eid, sid, name string, base int64) []*livekit.WebhookEvent {
+	st := base + int64(r.IntN(60))
+	startNs := st*1e9 + int64(r.IntN(1000))*1e6
+	end := st + 5 + int64(r.IntN(200))
+	legacy := r.IntN(4) == 0
+	info := func(status livekit.EgressStatus, atSec int64) *livekit.EgressInfo {
+		ei := &livekit.EgressInfo{EgressId: eid, RoomId: sid, RoomName: name, Status: status,
+			StartedAt: startNs, UpdatedAt: atSec*1e9 + int64(r.IntN(1000))*1e6}
+		f := &livekit.FileInfo{Filename: eid + ".mp4"}
+		if EgressTerminal(int32(status)) {
+			ei.EndedAt = ei.UpdatedAt
+			f.StartedAt, f.EndedAt = startNs, ei.EndedAt
+			f.Duration, f.Size, f.Location = ei.EndedAt-startNs, int64(r.IntN(1<<24)), "s3://bucket/"+eid+".mp4"
+			if status != livekit.EgressStatus_EGRESS_COMPLETE {
+				ei.Error = fmt.Sprintf("error %d", r.IntN(3))
+			}
+		}
+		if !legacy {
+			ei.FileResults = []*livekit.FileInfo{f}
+		}
+		ei.Result = &livekit.EgressInfo_File{File: f}
+		return ei
+	}
+	evs := []*livekit.WebhookEvent{{Event: EventEgressStarted, CreatedAt: st, EgressInfo: info(livekit.EgressStatus_EGRESS_STARTING, st)}}
+	if r.IntN(2) == 0 {
+		evs = append(evs, &livekit.WebhookEvent{Event: EventEgressUpdated, CreatedAt: st + 1,
+			EgressInfo: info(livekit.EgressStatus_EGRESS_ACTIVE, st+1)})
+	}
+	if r.IntN(3) == 0 {
+		evs = append(evs, &livekit.WebhookEvent{Event: EventEgressUpdated, CreatedAt: end - 1,
+			EgressInfo: info(livekit.EgressStatus_EGRESS_ENDING, end-1)})
+	}
+	if r.IntN(5) != 0 {
+		status := livekit.EgressStatus_EGRESS_COMPLETE + livekit.EgressStatus(r.IntN(4))
+		evs = append(evs, &livekit.WebhookEvent{Event: EventEgressEnded, CreatedAt: end, EgressInfo: info(status, end)})
+		if r.IntN(6) == 0 { // stamped after the end (another node's clock)
+			evs = append(evs, &livekit.WebhookEvent{Event: EventEgressUpdated, CreatedAt: end + 1,
+				EgressInfo: info(livekit.EgressStatus_EGRESS_ACTIVE, end+1)})
+		}
+	}
+	return evs
+}
+
 // shuffleWithDuplicates returns the events in a random order with random
 // duplicates (same id; sometimes the same pointer, sometimes a deep copy).
 func shuffleWithDuplicates(evs []*livekit.WebhookEvent, seed int64) []*livekit.WebhookEvent {
@@ -426,6 +470,9 @@ func checkPermutations(t *testing.T, seed, shuffleSeed int64) {
 			t.Fatalf("room %s: session JSON differs\n%s\n%s", sid, ja, jb)
 		}
 		checkSessionInvariants(t, sa)
+		if ra, rb := a.Report(), b.Report(); !reflect.DeepEqual(ra, rb) {
+			t.Fatalf("room %s: report differs", sid)
+		}
 
 		// re-delivering everything changes nothing
 		for _, ev := range g.events {
@@ -535,6 +582,24 @@ func checkSessionInvariants(t *testing.T, s Session) {
 	if s.StartedAt.Location() != time.UTC || (ended && s.EndedAt.Location() != time.UTC) {
 		t.Fatal("non-UTC session time")
 	}
+	for i, rec := range s.Recordings {
+		if i > 0 && rec.EgressID <= s.Recordings[i-1].EgressID {
+			t.Fatalf("recordings not sorted at %d", i)
+		}
+		terminal := rec.Status == "EGRESS_COMPLETE" || rec.Status == "EGRESS_FAILED" ||
+			rec.Status == "EGRESS_ABORTED" || rec.Status == "EGRESS_LIMIT_REACHED"
+		if rec.Files == nil || rec.DurationSeconds < 0 || (rec.EndedAt != nil) != terminal && rec.Status != "EGRESS_STARTING" {
+			t.Fatalf("recording %+v", rec)
+		}
+		if rec.EndedAt != nil && rec.StartedAt != nil && rec.EndedAt.Before(*rec.StartedAt) {
+			t.Fatalf("recording %s ended before it started", rec.EgressID)
+		}
+	}
+	for i, a := range s.Anomalies {
+		if a.Count <= 0 || (i > 0 && a.Code <= s.Anomalies[i-1].Code) {
+			t.Fatalf("anomalies %+v", s.Anomalies)
+		}
+	}
 }
 
 func TestApplyPermutationsProperty(t *testing.T) {
@@ -573,6 +638,12 @@ func TestGeneratorCoverage(t *testing.T) {
 			if ss.EndReason != "" {
 				seen["end_reason"] = true
 			}
+			for _, rec := range s.Report().Recordings {
+				seen["recording:"+rec.Status] = true
+			}
+			for _, a := range s.Report().Anomalies {
+				seen["anomaly:"+a.Code] = true
+			}
 		}
 	}
 	for _, want := range []string{
@@ -589,6 +660,10 @@ func TestGeneratorCoverage(t *testing.T) {
 		"sip:" + SIPAnswered, "sip:" + SIPNoAnswer, "sip:" + SIPRejected, "sip:" + SIPFailed, "sip:" + SIPCancelled, "sip:",
 		"sip:" + SIPInbound, "sip:" + SIPOutbound, "sip_status:x-transferring", "sip_status:hangup", "sip_status:",
 		"job:JS_PENDING", "job:JS_RUNNING", "job:JS_SUCCESS", "job:JS_FAILED", "job:JS_CANCELLED",
+		"recording:EGRESS_STARTING", "recording:EGRESS_ACTIVE", "recording:EGRESS_COMPLETE",
+		"recording:EGRESS_FAILED", "recording:EGRESS_ABORTED", "recording:EGRESS_LIMIT_REACHED",
+		"anomaly:" + AnomalyParticipantNeverLeft, "anomaly:" + AnomalyEgressNeverEnded,
+		"anomaly:" + AnomalyRoomStartedAfterFinished,
 	} {
 		if !seen[want] {
 			t.Errorf("generator never produced %q", want)

@@ -204,6 +204,8 @@ func tableCases() []tableCase {
 					pv("PA_eg", "EG_rec", "egress", ParticipantLeft, atMs(2000), tp(at(52)), 50, ""),
 				},
 				EventsApplied: 8,
+				// egress_ended without a status: terminal by its name, ended at its createdAt
+				Recordings: []Recording{{EgressID: "EG_rec", Status: "EGRESS_STARTING", EndedAt: tp(at(53)), Files: []RecordingFile{}}},
 			},
 		},
 		{
@@ -223,6 +225,7 @@ func tableCases() []tableCase {
 					pv("PA_alice", "alice", "standard", ParticipantLeft, atMs(1000), tp(at(10)), 9, ""),
 				},
 				EventsApplied: 4,
+				Anomalies:     []Anomaly{{Code: AnomalyRoomStartedAfterFinished, Count: 1}},
 			},
 		},
 		{
@@ -279,6 +282,7 @@ func tableCases() []tableCase {
 					pv("PA_agent", "agent-1", "agent", ParticipantLeft, atMs(2000), tp(at(100)), 98, ""),
 				},
 				EventsApplied: 4,
+				Anomalies:     []Anomaly{{Code: AnomalyParticipantNeverLeft, Count: 2}},
 			},
 		},
 		{
@@ -376,6 +380,7 @@ func tableCases() []tableCase {
 					pv("PA_un", "weird", "unknown", ParticipantLeft, atMs(6000), tp(at(40)), 34, ""),
 				},
 				EventsApplied: 11,
+				Anomalies:     []Anomaly{{Code: AnomalyParticipantNeverLeft, Count: 5}},
 			},
 		},
 		{
@@ -479,6 +484,7 @@ func tableCases() []tableCase {
 					pv("PA_dan", "dan", "standard", ParticipantLeft, at(7), tp(at(17)), 10, ""),
 				},
 				EventsApplied: 4,
+				Anomalies:     []Anomaly{{Code: AnomalyParticipantNeverLeft, Count: 1}},
 			},
 		},
 		{
@@ -495,6 +501,7 @@ func tableCases() []tableCase {
 					pv("PA_alice", "alice", "standard", ParticipantLeft, atMs(1500), tp(at(100)), 98.5, ""),
 				},
 				EventsApplied: 2,
+				Anomalies:     []Anomaly{{Code: AnomalyParticipantNeverLeft, Count: 1}},
 			},
 		},
 		{
@@ -514,6 +521,7 @@ func tableCases() []tableCase {
 					pv("PA_alice", "alice", "standard", ParticipantLeft, atMs(1500), tp(atMs(1500)), 0, ""),
 				},
 				EventsApplied: 2,
+				Anomalies:     []Anomaly{{Code: AnomalyParticipantNeverLeft, Count: 1}},
 			},
 		},
 		{

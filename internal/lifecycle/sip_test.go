@@ -62,7 +62,7 @@ func jobEv(id, agentName string, st *livekit.JobState) evOpt {
 	}
 }
 
-func ns(ms int64) int64 { return (t0*1000 + ms) * int64(time.Millisecond) }
+func jobNs(ms int64) int64 { return (t0*1000 + ms) * int64(time.Millisecond) }
 
 // Shared events: the agent of the room and the room's life.
 var (
@@ -192,7 +192,11 @@ func sipCases() []tableCase {
 				sipTrack("EV_s_tp", 5, outAttrs("ringing")),
 				sAgentOut, sFinished,
 			},
-			want: sipSession(DispositionNoShow, 0, 45, "", outCall("ringing", SIPCancelled, nil, 0), 6),
+			want: func() Session {
+				s := sipSession(DispositionNoShow, 0, 45, "", outCall("ringing", SIPCancelled, nil, 0), 6)
+				s.Anomalies = []Anomaly{{Code: AnomalyParticipantNeverLeft, Count: 1}}
+				return s
+			}(),
 		},
 		{
 			// An aborted join of a call: failed.
@@ -297,12 +301,12 @@ func sipCases() []tableCase {
 			evs: []*livekit.WebhookEvent{
 				mk("EV_s_ended", EventAgentJobEnded, 9, jobEv("AJ_1", "voice-agent", &livekit.JobState{
 					Status: livekit.JobStatus_JS_FAILED, Error: "entrypoint: boom",
-					StartedAt: ns(1_500), EndedAt: ns(8_250), UpdatedAt: ns(8_250)})),
+					StartedAt: jobNs(1_500), EndedAt: jobNs(8_250), UpdatedAt: jobNs(8_250)})),
 				sStarted,
 				mk("EV_s_pend", EventAgentJobPending, 1, jobEv("AJ_1", "voice-agent", &livekit.JobState{
-					Status: livekit.JobStatus_JS_PENDING, UpdatedAt: ns(900)})),
+					Status: livekit.JobStatus_JS_PENDING, UpdatedAt: jobNs(900)})),
 				mk("EV_s_run", EventAgentJobStarted, 2, jobEv("AJ_1", "voice-agent", &livekit.JobState{
-					Status: livekit.JobStatus_JS_RUNNING, StartedAt: ns(1_500), UpdatedAt: ns(1_500)})),
+					Status: livekit.JobStatus_JS_RUNNING, StartedAt: jobNs(1_500), UpdatedAt: jobNs(1_500)})),
 				mk("EV_s_fin", EventRoomFinished, 20),
 			},
 			want: Session{
@@ -320,9 +324,9 @@ func sipCases() []tableCase {
 			name: "job events with only job.room",
 			evs: []*livekit.WebhookEvent{
 				mk("EV_s_j2", EventAgentJobStarted, 3, jobEv("AJ_b", "", &livekit.JobState{
-					Status: livekit.JobStatus_JS_RUNNING, StartedAt: ns(2_000)})),
+					Status: livekit.JobStatus_JS_RUNNING, StartedAt: jobNs(2_000)})),
 				mk("EV_s_j1", EventAgentJobEnded, 7, jobEv("AJ_z", "helper", &livekit.JobState{
-					Status: livekit.JobStatus_JS_SUCCESS, StartedAt: ns(1_000), EndedAt: ns(7_000)})),
+					Status: livekit.JobStatus_JS_SUCCESS, StartedAt: jobNs(1_000), EndedAt: jobNs(7_000)})),
 			},
 			want: Session{
 				SessionID: "ses_1", RoomName: roomName, RoomSID: roomSID,

@@ -157,3 +157,14 @@ func TestSignerValidFor(t *testing.T) {
 		t.Errorf("Sign: valid for %v, want 5m", got)
 	}
 }
+
+func TestEgressEvent(t *testing.T) {
+	info := &livekit.EgressInfo{EgressId: "EG_1", RoomId: "RM_call7", RoomName: "call-7", Status: livekit.EgressStatus_EGRESS_COMPLETE}
+	ev := livekitwebhooktest.EgressEvent("egress_ended", info)
+	if ev.Event != "egress_ended" || ev.Room != nil || ev.CreatedAt == 0 || ev.EgressInfo.GetRoomId() != "RM_call7" {
+		t.Fatalf("event %v", ev)
+	}
+	if ev.EgressInfo == info {
+		t.Fatal("info not copied")
+	}
+}
