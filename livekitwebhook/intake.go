@@ -62,6 +62,7 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		span.SetStatus(codes.Error, ref.Reason)
 		r.tel.refusals.Add(ctx, 1, label("reason", ref.Reason))
 		r.tel.countRequest(ctx, eventName(ev), "refused")
+		r.recent.refused(req, ev, ref.Reason)
 		r.refuse(ctx, w, req, ev, ref)
 		return
 	}
@@ -71,7 +72,9 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.tel.countRequest(ctx, eventName(ev), outcome)
 	r.tel.acceptLatency.Record(ctx, time.Since(start).Seconds(), outcomeLabels[outcome])
 	if ev.CreatedAt > 0 {
-		r.tel.deliveryLag.Record(ctx, time.Since(time.Unix(ev.CreatedAt, 0)).Seconds())
+		lag := time.Since(time.Unix(ev.CreatedAt, 0))
+		r.tel.deliveryLag.Record(ctx, lag.Seconds())
+		r.recent.lag(lag)
 	}
 	// No body: LiveKit's sender closes the answer unread, and Go's client
 	// only reuses a connection whose body was read to the end.
@@ -156,6 +159,7 @@ func (r *Receiver) intake(ctx context.Context, w http.ResponseWriter, req *http.
 	}
 	if dup {
 		r.tel.duplicates.Add(ctx, 1, label("stage", "intake"))
+		eng.Trail.Record(lifecycle.RoomSID(ev), trailOf(engine.TrailDuplicate, id, ev.Event, "intake"))
 		return ev, "duplicate", nil
 	}
 	return ev, "accepted", nil

@@ -192,6 +192,7 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 		return err
 	}
 	if late {
+		p.trail(sid, trailOf(engine.TrailLate, id, ev.Event, ""))
 		p.tel.lateEvents.Add(ctx, 1, label("event", eventLabel(ev.Event)))
 		p.log.Info("event after the session was reported", withTrace(ctx, []any{"event", ev.Event, "event_id", id, "room_sid", sid})...)
 		return nil
@@ -210,8 +211,10 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 		span.SetAttributes(attribute.String(attrBeluga, rec.State.BelugaSessionID))
 	}
 	if !justApplied {
+		p.trail(sid, trailOf(engine.TrailDuplicate, id, ev.Event, "process"))
 		p.tel.duplicates.Add(ctx, 1, label("stage", "process"))
 	} else {
+		p.trail(sid, trailOf(engine.TrailApplied, id, ev.Event, ""))
 		p.afterApply(ctx, ev, rec, fresh, activeBefore)
 	}
 	if rec.FinalizeDueMs != 0 {
