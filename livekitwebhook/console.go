@@ -118,15 +118,28 @@ func (s consoleSource) RoomEvents(ctx context.Context, roomName, sid string, lim
 	return out, err
 }
 
+// Trail is the room's trail stream, and when each event was applied (kept
+// in the room's record).
 func (s consoleSource) Trail(ctx context.Context, sid string, limit int) ([]console.TrailEntry, error) {
 	eng, err := s.eng()
 	if err != nil {
 		return nil, err
 	}
+	var out []console.TrailEntry
+	key, err := eng.Rooms.Key(ctx, sid)
+	if err != nil {
+		return nil, err
+	}
+	if rec, _, err := eng.Rooms.Get(ctx, key); err != nil {
+		return nil, err
+	} else if rec != nil {
+		for id, ms := range rec.AppliedMs {
+			out = append(out, console.TrailEntry{Kind: engine.TrailApplied, EventID: id, At: time.UnixMilli(ms).UTC()})
+		}
+	}
 	list, err := eng.Trail.Of(ctx, sid, limit)
-	out := make([]console.TrailEntry, len(list))
-	for i, e := range list {
-		out[i] = console.TrailEntry{Kind: e.Kind, EventID: e.EventID, Event: e.Event, Stage: e.Stage, Hook: e.Hook, Error: e.Error, At: e.At()}
+	for _, e := range list {
+		out = append(out, console.TrailEntry{Kind: e.Kind, EventID: e.EventID, Event: e.Event, Stage: e.Stage, Hook: e.Hook, Error: e.Error, At: e.At()})
 	}
 	return out, err
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strconv"
 	"time"
 
@@ -177,6 +178,13 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 		}
 		activeBefore = next.State.ActiveParticipants()
 		next.State, justApplied = lifecycle.Apply(next.State, ev)
+		if justApplied && id != "" {
+			next.AppliedMs = maps.Clone(appliedMsOf(cur))
+			if next.AppliedMs == nil {
+				next.AppliedMs = map[string]int64{}
+			}
+			next.AppliedMs[id] = time.Now().UnixMilli()
+		}
 		if hooks := p.hooks.forEvent(ev.Event); justApplied && len(hooks) > 0 {
 			if next.Pending == nil {
 				next.Pending = map[string]hookNames{}
@@ -214,7 +222,6 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id stri
 		p.trail(sid, trailOf(engine.TrailDuplicate, id, ev.Event, "process"))
 		p.tel.duplicates.Add(ctx, 1, label("stage", "process"))
 	} else {
-		p.trail(sid, trailOf(engine.TrailApplied, id, ev.Event, ""))
 		p.afterApply(ctx, ev, rec, fresh, activeBefore)
 	}
 	if rec.FinalizeDueMs != 0 {

@@ -36,7 +36,7 @@ type Options struct {
 	// PageSize is the ended calls per page (default 50).
 	PageSize int
 	// ScanWindow bounds how many stored reports one filtered page reads
-	// (default 2000): a filter that matches rarely shows what it found in
+	// (default 500): a filter that matches rarely shows what it found in
 	// that window and a link to search on.
 	ScanWindow int
 	Logger     *slog.Logger
@@ -60,7 +60,7 @@ func New(src Source, o Options) (*Console, error) {
 		o.PageSize = 50
 	}
 	if o.ScanWindow <= 0 {
-		o.ScanWindow = 2000
+		o.ScanWindow = 500
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -39,6 +39,10 @@ type Room struct {
 	// is set once the report is stored, published and handed to them.
 	EndedPending HookNames `json:"ep,omitempty"`
 	Delivered    bool      `json:"del,omitempty"`
+	// AppliedMs is when each event id was applied (unix ms), for the
+	// operator's console: kept in the record, which every applied event
+	// writes anyway, rather than in a write of its own.
+	AppliedMs map[string]int64 `json:"am,omitempty"`
 }
 
 // HookNames are the durable names of the hooks a call is owed to. Versions
