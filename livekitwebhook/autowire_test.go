@@ -143,6 +143,7 @@ func TestAutoWireFromEnv(t *testing.T) {
 	}
 	for _, s := range sessionRouteSpellings {
 		want[cfg.SessionsPath+s] = true
+		want[cfg.ConsolePath+s] = true // the console serves a subtree too
 	}
 	got := map[string]bool{}
 	for _, p := range a.paths {

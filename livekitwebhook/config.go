@@ -32,6 +32,13 @@ type Config struct {
 	Path string `json:"path" default:"/voice/livekit/webhooks"`
 	// SessionsPath serves the sessions API (and SessionsPath+"/{id}").
 	SessionsPath string `json:"sessions_path" default:"/voice/livekit/sessions"`
+	// ConsolePath serves the operator's console (and every path under it),
+	// under the admin rule of the sessions API.
+	ConsolePath string `json:"console_path" default:"/voice/livekit/console"`
+	// ConsoleTraceURL links a call's trace in the console: "{trace_id}" is
+	// replaced (e.g. "http://jaeger:16686/trace/{trace_id}"). Empty: the
+	// trace id is shown without a link.
+	ConsoleTraceURL string `json:"console_trace_url"`
 
 	// APIKey and APISecret: one signing key. Keys adds more as
 	// "key: secret" lines (the format of LIVEKIT_KEYS), KeyFile reads such

@@ -8,6 +8,7 @@ import (
 	"github.com/livekit/protocol/livekit"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/lifecycle"
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/pipeline"
 )
 
@@ -25,6 +26,11 @@ func (p *processor) deadLetter(ctx context.Context, m pipeline.Message, name str
 		return err
 	}
 	p.deadLettered(ctx, name, id, ev, cause, attempts)
+	sid := lifecycle.RoomSID(ev)
+	if name == eventSessionReport {
+		sid = id
+	}
+	p.trail(sid, engine.TrailEntry{Kind: engine.TrailDeadLetter, EventID: id, Event: name, Error: cause.Error()})
 	return nil
 }
 

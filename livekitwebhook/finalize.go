@@ -274,7 +274,9 @@ func (p *processor) deliver(ctx context.Context, key string, rec *roomRecord, ca
 			continue
 		}
 		p.warnIfLegacy(name, h.name)
-		if err := p.callEnded(ctx, h, rep); err != nil {
+		err = p.callEnded(ctx, h, rep)
+		p.trailHook(r.RoomSID, r.RoomSID, eventSessionReport, h.name, err)
+		if err != nil {
 			failed = cmp.Or(failed, fmt.Errorf("hook %s: %w", h.name, err))
 			continue
 		}

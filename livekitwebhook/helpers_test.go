@@ -10,10 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
-	"github.com/beluga-ai-contrib/beluga-livekit/livekitwebhook/livekitwebhooktest"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
+	"github.com/beluga-ai-contrib/beluga-livekit/livekitwebhook/livekitwebhooktest"
 
 	"github.com/livekit/protocol/livekit"
 	"github.com/livekit/protocol/utils/protojson"

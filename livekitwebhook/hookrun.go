@@ -31,6 +31,7 @@ func (p *processor) runHooks(ctx context.Context, key, id string, ev *livekit.We
 			if err = p.callHook(ctx, h, ev, view); err != nil {
 				err = fmt.Errorf("hook %s: %w", h.name, err)
 			}
+			p.trailHook(rec.State.RoomSID, id, ev.Event, h.name, err)
 		}
 		if err != nil {
 			if firstErr == nil {

@@ -62,6 +62,7 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		span.SetStatus(codes.Error, ref.Reason)
 		r.tel.refusals.Add(ctx, 1, label("reason", ref.Reason))
 		r.tel.countRequest(ctx, eventName(ev), "refused")
+		r.recent.refused(req, ev, ref.Reason)
 		r.refuse(ctx, w, req, ev, ref)
 		return
 	}
@@ -74,6 +75,9 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		// Once per event: a duplicate is a retry of one already measured
 		// (its lag adds LiveKit's backoff), an ignored event is not stored.
 		r.tel.recordLag(ctx, ev.Event, ev.CreatedAt, start)
+		if ev.CreatedAt > 0 {
+			r.recent.lag(max(start.Sub(time.Unix(ev.CreatedAt, 0)), 0))
+		}
 	}
 	// No body: LiveKit's sender closes the answer unread, and Go's client
 	// only reuses a connection whose body was read to the end.
@@ -163,6 +167,7 @@ func (r *Receiver) intake(ctx context.Context, w http.ResponseWriter, req *http.
 	}
 	if dup {
 		r.tel.duplicates.Add(ctx, 1, label("stage", "intake"))
+		eng.Trail.Record(lifecycle.RoomSID(ev), trailOf(engine.TrailDuplicate, id, ev.Event, "intake"))
 		return ev, "duplicate", nil
 	}
 	return ev, "accepted", nil

@@ -2,6 +2,7 @@ package livekitwebhook
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -45,9 +46,12 @@ func (r *Receiver) Mount(a server.ServerAdapter) error {
 		return core.NewError("livekitwebhook.mount", core.ErrInvalidInput, "server adapter is nil", nil)
 	}
 	routes := r.Routes()
-	base := strings.TrimSuffix(r.cfg.SessionsPath, "/")
-	sessionHandler := routes[base+"/"]
-	delete(routes, base+"/")
+	// The sessions API and the console serve every path under their base.
+	subtrees := map[string]http.Handler{}
+	for _, base := range []string{strings.TrimSuffix(r.cfg.SessionsPath, "/"), strings.TrimSuffix(r.cfg.ConsolePath, "/")} {
+		subtrees[base] = routes[base+"/"]
+		delete(routes, base+"/")
+	}
 	paths := make([]string, 0, len(routes))
 	for p := range routes {
 		paths = append(paths, p)
@@ -61,10 +65,12 @@ func (r *Receiver) Mount(a server.ServerAdapter) error {
 			return core.NewError("livekitwebhook.mount", core.ErrInvalidInput, msg, err)
 		}
 	}
-	for _, s := range sessionRouteSpellings {
-		// Optional: a refusal only means this router spells it otherwise.
-		if err := register(a, base+s, sessionHandler); err != nil {
-			r.log.Debug("router refused a sessions route spelling", "path", base+s, "error", err.Error())
+	for _, base := range slices.Sorted(maps.Keys(subtrees)) {
+		for _, s := range sessionRouteSpellings {
+			// Optional: a refusal only means this router spells it otherwise.
+			if err := register(a, base+s, subtrees[base]); err != nil {
+				r.log.Debug("router refused a route spelling", "path", base+s, "error", err.Error())
+			}
 		}
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strconv"
 	"time"
 
@@ -185,6 +186,13 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id, api
 		}
 		activeBefore = next.State.ActiveParticipants()
 		next.State, justApplied = lifecycle.Apply(next.State, ev)
+		if justApplied && id != "" {
+			next.AppliedMs = maps.Clone(appliedMsOf(cur))
+			if next.AppliedMs == nil {
+				next.AppliedMs = map[string]int64{}
+			}
+			next.AppliedMs[id] = time.Now().UnixMilli()
+		}
 		if hooks := p.hooks.forEvent(ev.Event); justApplied && len(hooks) > 0 {
 			if next.Pending == nil {
 				next.Pending = map[string]hookNames{}
@@ -202,6 +210,7 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id, api
 		return err
 	}
 	if late {
+		p.trail(sid, trailOf(engine.TrailLate, id, ev.Event, ""))
 		p.tel.lateEvents.Add(ctx, 1, label("event", eventLabel(ev.Event)))
 		p.log.Info("event after the session was reported", withTrace(ctx, []any{"event", ev.Event, "event_id", id, "room_sid", sid})...)
 	}
@@ -223,6 +232,7 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id, api
 		span.SetAttributes(attribute.String(attrBeluga, rec.State.BelugaSessionID))
 	}
 	if !justApplied {
+		p.trail(sid, trailOf(engine.TrailDuplicate, id, ev.Event, "process"))
 		p.tel.duplicates.Add(ctx, 1, label("stage", "process"))
 	} else {
 		p.afterApply(ctx, ev, rec, fresh, activeBefore)

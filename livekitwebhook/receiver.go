@@ -48,6 +48,10 @@ type Receiver struct {
 	interrupted engine.Interrupted
 
 	draining atomic.Bool
+	// recent keeps the latest refusals and delivery lags for the console.
+	recent      intakeLog
+	consoleOnce sync.Once
+	console     http.Handler
 	// answering counts intake requests being answered; the processor yields
 	// to them (see processor.yieldToIntake).
 	answering intakeActivity

@@ -17,7 +17,10 @@ func (r *Receiver) Routes() map[string]http.Handler {
 	base := strings.TrimSuffix(r.cfg.SessionsPath, "/")
 	dlq := base[:strings.LastIndex(base, "/")+1] + "dlq"
 	sessions := r.adminOnly(http.HandlerFunc(r.serveSessions))
+	console := strings.TrimSuffix(r.cfg.ConsolePath, "/")
 	return map[string]http.Handler{
+		console:         r.consoleHandler(),
+		console + "/":   r.consoleHandler(),
 		r.cfg.Path:      r,
 		base:            sessions,
 		base + "/":      sessions,

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,8 +82,9 @@ func (p *processor) start(ctx context.Context) error {
 	p.consume = append(p.consume, fc)
 	dc, err := p.eng.StartDistributor(runCtx, engine.DistributeOptions{
 		Yield: p.yieldToIntake,
-		Duplicate: func(engine.Accepted) {
+		Duplicate: func(a engine.Accepted) {
 			p.tel.duplicates.Add(runCtx, 1, label("stage", "store"))
+			p.trail(http.Header(a.Header).Get(engine.HeaderRoomSID), trailOf(engine.TrailDuplicate, a.ID, a.Event, "store"))
 		},
 		Failed: func(err error) {
 			p.log.Warn("journal distribution failed, will retry", "error", err.Error())

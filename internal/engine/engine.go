@@ -89,8 +89,8 @@ type Engine struct {
 	nc  *nats.Conn
 	js  jetstream.JetStream
 
-	journal, events, tasks, reports, dlq jetstream.Stream
-	rooms, names, reportKV, beluga, open jetstream.KeyValue
+	journal, events, tasks, reports, dlq, trail jetstream.Stream
+	rooms, names, reportKV, beluga, open        jetstream.KeyValue
 
 	// The typed repositories: the only way the rest of the module reads
 	// or writes the store.
@@ -101,6 +101,7 @@ type Engine struct {
 	Reports     *Reports
 	DeadLetters *DeadLetters
 	Events      *Events
+	Trail       *Trail
 
 	queue      chan *pending // Accept -> committers
 	expected   atomic.Int64  // announced arrivals not yet queued (see Arrival)
@@ -273,6 +274,12 @@ func (e *Engine) provision(ctx context.Context) error {
 			Storage: jetstream.FileStorage, Replicas: r, Retention: jetstream.LimitsPolicy,
 			Duplicates: time.Minute,
 		}},
+		// Kept as long as the events it tells about.
+		{&e.trail, jetstream.StreamConfig{
+			Name: StreamTrail, Subjects: []string{SubjectTrailAll},
+			Storage: jetstream.FileStorage, Replicas: r, Retention: jetstream.LimitsPolicy,
+			MaxAge: e.cfg.Retention,
+		}},
 	}
 	for _, s := range streams {
 		st, err := Bounded(ctx, func(ctx context.Context) (jetstream.Stream, error) {
@@ -328,6 +335,11 @@ func (e *Engine) provision(ctx context.Context) error {
 	e.Reports = &Reports{js: e.js, kv: e.reportKV, stream: e.reports}
 	e.DeadLetters = &DeadLetters{js: e.js, stream: e.dlq}
 	e.Events = &Events{stream: e.events}
+	trailJS, err := jetstream.New(e.nc, jetstream.WithPublishAsyncMaxPending(1024))
+	if err != nil {
+		return err
+	}
+	e.Trail = &Trail{js: trailJS, stream: e.trail}
 	return nil
 }
 

@@ -48,6 +48,10 @@ type Room struct {
 	// after it was fixed) or may differ from the stored copy, and cleared
 	// once the stored copy (Reports.Put) holds it.
 	ReportStale bool `json:"rst,omitempty"`
+	// AppliedMs is when each event id was applied (unix ms), for the
+	// operator's console: kept in the record, which every applied event
+	// writes anyway, rather than in a write of its own.
+	AppliedMs map[string]int64 `json:"am,omitempty"`
 }
 
 // HookNames are the durable names of the hooks a call is owed to. Versions

@@ -1,0 +1,294 @@
+package livekitwebhook
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/console"
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/verify"
+)
+
+// consoleHandler is the operator's console at Config.ConsolePath, under
+// the admin rule of the sessions API plus its own login cookie and CSRF
+// tokens (see internal/console). Built once per Receiver.
+func (r *Receiver) consoleHandler() http.Handler {
+	r.consoleOnce.Do(func() {
+		c, err := console.New(consoleSource{r}, console.Options{
+			Path:     strings.TrimSuffix(r.cfg.ConsolePath, "/"),
+			Token:    r.cfg.AdminToken,
+			Access:   func(req *http.Request) (int, string) { return accessRefusal(r.cfg.AdminToken, req) },
+			TraceURL: r.cfg.ConsoleTraceURL,
+			Logger:   r.log,
+		})
+		if err != nil { // the embedded templates do not parse: a build defect
+			r.log.Error("console unavailable", "error", err.Error())
+			r.console = http.NotFoundHandler()
+			return
+		}
+		r.console = c
+	})
+	return r.console
+}
+
+// consoleSource is what the console reads, from the Receiver.
+type consoleSource struct{ r *Receiver }
+
+var _ console.Source = consoleSource{}
+
+func (s consoleSource) eng() (*engine.Engine, error) {
+	if e := s.r.engine(); e != nil {
+		return e, nil
+	}
+	return nil, ErrEngineUnavailable
+}
+
+func (s consoleSource) ActiveSessions(ctx context.Context) ([][]byte, error) {
+	list, err := s.r.ActiveSessions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, 0, len(list))
+	for _, a := range list {
+		b, err := json.Marshal(a)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+func (s consoleSource) EndedBefore(ctx context.Context, cursor uint64, f func(uint64, []byte) bool) error {
+	eng, err := s.eng()
+	if err != nil {
+		return err
+	}
+	return eng.Reports.Before(ctx, cursor, func(seq uint64, _ time.Time, report []byte) bool { return f(seq, report) })
+}
+
+func (s consoleSource) EndedSince(ctx context.Context, t time.Time) (int, error) {
+	eng, err := s.eng()
+	if err != nil {
+		return 0, err
+	}
+	return eng.Reports.CountSince(ctx, t)
+}
+
+func (s consoleSource) Session(ctx context.Context, sid string) ([]byte, string, bool, error) {
+	eng, err := s.eng()
+	if err != nil || sid == "" {
+		return nil, "", false, err
+	}
+	key, err := eng.Rooms.Key(ctx, sid)
+	if err != nil {
+		return nil, "", false, err
+	}
+	rec, _, err := eng.Rooms.Get(ctx, key)
+	if err != nil || rec == nil || rec.State.RoomSID == "" {
+		return nil, "", false, err
+	}
+	view := sessionOf(rec.State.Session())
+	if rec.Reported && rec.Report != nil {
+		view = sessionOf(*rec.Report)
+	}
+	b, err := json.Marshal(view)
+	return b, rec.TraceParent, err == nil, err
+}
+
+func (s consoleSource) RoomEvents(ctx context.Context, roomName, sid string, limit int) ([]console.StoredEvent, error) {
+	eng, err := s.eng()
+	if err != nil {
+		return nil, err
+	}
+	list, err := eng.Events.OfRoom(ctx, roomName, sid, limit)
+	out := make([]console.StoredEvent, len(list))
+	for i, e := range list {
+		out[i] = console.StoredEvent{Seq: e.Seq, StoredAt: e.StoredAt, ID: e.ID, Event: e.Event, Body: e.Body}
+	}
+	return out, err
+}
+
+// Trail is the room's trail stream, and when each event was applied (kept
+// in the room's record).
+func (s consoleSource) Trail(ctx context.Context, sid string, limit int) ([]console.TrailEntry, error) {
+	eng, err := s.eng()
+	if err != nil {
+		return nil, err
+	}
+	var out []console.TrailEntry
+	key, err := eng.Rooms.Key(ctx, sid)
+	if err != nil {
+		return nil, err
+	}
+	if rec, _, err := eng.Rooms.Get(ctx, key); err != nil {
+		return nil, err
+	} else if rec != nil {
+		for id, ms := range rec.AppliedMs {
+			out = append(out, console.TrailEntry{Kind: engine.TrailApplied, EventID: id, At: time.UnixMilli(ms).UTC()})
+		}
+	}
+	list, err := eng.Trail.Of(ctx, sid, limit)
+	for _, e := range list {
+		out = append(out, console.TrailEntry{Kind: e.Kind, EventID: e.EventID, Event: e.Event, Stage: e.Stage, Hook: e.Hook, Error: e.Error, At: e.At()})
+	}
+	return out, err
+}
+
+func (s consoleSource) DeadLetters(ctx context.Context) ([]console.DeadLetter, error) {
+	list, err := s.r.DeadLetters(ctx, 0)
+	out := make([]console.DeadLetter, len(list))
+	for i, d := range list {
+		out[i] = console.DeadLetter(d)
+	}
+	return out, err
+}
+
+func (s consoleSource) DeadLetterCount(ctx context.Context) (int, error) {
+	eng, err := s.eng()
+	if err != nil {
+		return 0, err
+	}
+	n, err := eng.DeadLetters.Count(ctx)
+	return int(n), err
+}
+
+func (s consoleSource) Replay(ctx context.Context, id string) (int, error) {
+	return s.r.Replay(ctx, id)
+}
+
+func (s consoleSource) Refusals() []console.Refusal { return s.r.recent.refusalList() }
+
+func (s consoleSource) Gauges(ctx context.Context) (console.Gauges, error) {
+	var g console.Gauges
+	j, ev, err := s.r.Backlog(ctx)
+	if err != nil {
+		return g, err
+	}
+	g.JournalBacklog, g.EventBacklog = j, ev
+	g.LagSamples, g.LagP50, g.LagP95, g.LagMax = s.r.recent.lagStats()
+	return g, nil
+}
+
+// Verify explains a captured request with the configured keys, as
+// `lkwebhook verify` does. With a key provider other than the configured
+// keys (WithKeyProvider), only the verdict is known.
+func (s consoleSource) Verify(authorization string, body []byte) console.Verdict {
+	keys, _ := s.r.cfg.keySet()
+	var v console.Verdict
+	if len(keys) > 0 {
+		e := verify.Explain(keys, authorization, body, time.Now(), s.r.d.leeway)
+		v = console.Verdict{OK: e.OK, Reason: e.Reason, Lines: e.Lines}
+	} else {
+		_, err := s.r.verifier.Verify(authorization, "", body)
+		v = console.Verdict{OK: err == nil, Reason: "ok"}
+		if err != nil {
+			v.Reason = verify.Reason(err)
+			v.Lines = []string{err.Error()}
+		}
+	}
+	if v.OK {
+		ev := &livekit.WebhookEvent{}
+		if decodeOpts.Unmarshal(body, ev) == nil {
+			if b, err := protoIndent.Marshal(ev); err == nil {
+				v.Event = string(b)
+			}
+		}
+	}
+	return v
+}
+
+// trailOf is a trail entry about one event.
+func trailOf(kind, id, event, stage string) engine.TrailEntry {
+	return engine.TrailEntry{Kind: kind, EventID: id, Event: event, Stage: stage}
+}
+
+// trail records a fact of room sid's trail (see engine.Trail).
+func (p *processor) trail(sid string, e engine.TrailEntry) { p.eng.Trail.Record(sid, e) }
+
+// trailHook records one hook call of event id (err nil: it succeeded).
+func (p *processor) trailHook(sid, id, event, hook string, err error) {
+	e := engine.TrailEntry{Kind: engine.TrailHook, EventID: id, Event: event, Hook: hook}
+	if err != nil {
+		e.Error = err.Error()
+	}
+	p.trail(sid, e)
+}
+
+// intakeLog keeps, in memory, the latest refusals and delivery lags this
+// process saw: the console's intake page. Lags go in a lock-free ring
+// (intake's hot path); refusals, rarer, under a lock.
+type intakeLog struct {
+	mu       sync.Mutex
+	refusals [maxRefusals]refusalRecord
+	nRef     int
+
+	lags [lagSamples]atomic.Int64 // milliseconds
+	nLag atomic.Uint64
+}
+
+const (
+	maxRefusals = 1000
+	lagSamples  = 1024
+)
+
+type refusalRecord struct {
+	at             time.Time
+	reason, remote string
+	event          string
+}
+
+// refused records a refusal: its time, reason, remote address and event
+// name when the body was decoded. Never a header or the body.
+func (l *intakeLog) refused(req *http.Request, ev *livekit.WebhookEvent, reason string) {
+	rec := refusalRecord{at: time.Now(), reason: reason, remote: req.RemoteAddr, event: clipID(eventName(ev))}
+	l.mu.Lock()
+	l.refusals[l.nRef%maxRefusals] = rec
+	l.nRef++
+	l.mu.Unlock()
+}
+
+// refusalList returns the recorded refusals, newest first.
+func (l *intakeLog) refusalList() []console.Refusal {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := min(l.nRef, maxRefusals)
+	out := make([]console.Refusal, 0, n)
+	for i := 1; i <= n; i++ {
+		r := l.refusals[(l.nRef-i)%maxRefusals]
+		out = append(out, console.Refusal{At: r.at, Reason: r.reason, Remote: r.remote, Event: r.event})
+	}
+	return out
+}
+
+func (l *intakeLog) lag(d time.Duration) {
+	i := l.nLag.Add(1) - 1
+	l.lags[i%lagSamples].Store(d.Milliseconds())
+}
+
+// lagStats are the p50, p95 and max of the latest lags, in seconds.
+func (l *intakeLog) lagStats() (n int, p50, p95, maxLag float64) {
+	n = int(min(l.nLag.Load(), lagSamples))
+	if n == 0 {
+		return 0, 0, 0, 0
+	}
+	v := make([]int64, n)
+	for i := range v {
+		v[i] = l.lags[i].Load()
+	}
+	slices.Sort(v)
+	at := func(q float64) float64 { return float64(v[min(n-1, int(q*float64(n)))]) / 1000 }
+	return n, at(0.5), at(0.95), float64(v[n-1]) / 1000
+}
+
+// protoIndent renders a decoded event for reading.
+var protoIndent = protojson.MarshalOptions{Multiline: true, Indent: "  "}
