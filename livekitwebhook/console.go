@@ -28,6 +28,7 @@ func (r *Receiver) consoleHandler() http.Handler {
 			Token:    r.cfg.AdminToken,
 			Access:   func(req *http.Request) (int, string) { return accessRefusal(r.cfg.AdminToken, req) },
 			TraceURL: r.cfg.ConsoleTraceURL,
+			Projects: r.projects.all,
 			Logger:   r.log,
 		})
 		if err != nil { // the embedded templates do not parse: a build defect
@@ -84,24 +85,49 @@ func (s consoleSource) EndedSince(ctx context.Context, t time.Time) (int, error)
 	return eng.Reports.CountSince(ctx, t)
 }
 
-func (s consoleSource) Session(ctx context.Context, sid string) ([]byte, string, bool, error) {
-	eng, err := s.eng()
-	if err != nil || sid == "" {
-		return nil, "", false, err
+// record finds room sid's record. Each project keeps its rooms apart: the
+// project the calls list links with is looked up first, then every
+// configured project, then the layout before projects.
+func (s consoleSource) record(ctx context.Context, eng *engine.Engine, project, sid string) (*roomRecord, error) {
+	if sid == "" {
+		return nil, nil
 	}
-	key, err := eng.Rooms.Key(ctx, sid)
+	order := slices.Concat(s.r.projects.all, []string{""})
+	if project != "" {
+		order = slices.Insert(order, 0, s.r.projects.resolve(project))
+	}
+	tried := map[string]bool{}
+	for _, p := range order {
+		if tried[p] {
+			continue
+		}
+		tried[p] = true
+		rooms := eng.Rooms.Project(p)
+		key, err := rooms.Key(ctx, sid)
+		if err != nil {
+			return nil, err
+		}
+		rec, _, err := rooms.Get(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		if rec != nil && rec.State.RoomSID != "" {
+			return rec, nil
+		}
+	}
+	return nil, nil
+}
+
+func (s consoleSource) Session(ctx context.Context, project, sid string) ([]byte, string, bool, error) {
+	eng, err := s.eng()
 	if err != nil {
 		return nil, "", false, err
 	}
-	rec, _, err := eng.Rooms.Get(ctx, key)
-	if err != nil || rec == nil || rec.State.RoomSID == "" {
+	rec, err := s.record(ctx, eng, project, sid)
+	if err != nil || rec == nil {
 		return nil, "", false, err
 	}
-	view := sessionOf(rec.State.Session())
-	if rec.Reported && rec.Report != nil {
-		view = sessionOf(*rec.Report)
-	}
-	b, err := json.Marshal(view)
+	b, err := json.Marshal(sessionOfRecord(rec))
 	return b, rec.TraceParent, err == nil, err
 }
 
@@ -120,17 +146,13 @@ func (s consoleSource) RoomEvents(ctx context.Context, roomName, sid string, lim
 
 // Trail is the room's trail stream, and when each event was applied (kept
 // in the room's record).
-func (s consoleSource) Trail(ctx context.Context, sid string, limit int) ([]console.TrailEntry, error) {
+func (s consoleSource) Trail(ctx context.Context, project, sid string, limit int) ([]console.TrailEntry, error) {
 	eng, err := s.eng()
 	if err != nil {
 		return nil, err
 	}
 	var out []console.TrailEntry
-	key, err := eng.Rooms.Key(ctx, sid)
-	if err != nil {
-		return nil, err
-	}
-	if rec, _, err := eng.Rooms.Get(ctx, key); err != nil {
+	if rec, err := s.record(ctx, eng, project, sid); err != nil {
 		return nil, err
 	} else if rec != nil {
 		for id, ms := range rec.AppliedMs {

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"cmp"
 	"encoding/json"
 	"net/http"
 	"sort"
@@ -29,6 +30,8 @@ type callPage struct {
 	Other       []TrailEntry
 	Truncated   bool
 	Kinds       []kindSeconds
+	// Phone are the participants that stand for a phone call (SIP).
+	Phone []Participant
 }
 
 type kindSeconds struct {
@@ -61,8 +64,8 @@ type hookCall struct {
 func (c *Console) serveCall(w http.ResponseWriter, req *http.Request) {
 	ctx, cancel := ctxOf(req)
 	defer cancel()
-	sid := req.URL.Query().Get("sid")
-	raw, tp, ok, err := c.src.Session(ctx, sid)
+	sid, project := req.URL.Query().Get("sid"), req.URL.Query().Get("project")
+	raw, tp, ok, err := c.src.Session(ctx, project, sid)
 	if err != nil {
 		c.unavailable(w, err)
 		return
@@ -80,12 +83,17 @@ func (c *Console) serveCall(w http.ResponseWriter, req *http.Request) {
 		d.Kinds = append(d.Kinds, kindSeconds{k, s})
 	}
 	sort.Slice(d.Kinds, func(i, j int) bool { return d.Kinds[i].Kind < d.Kinds[j].Kind })
+	for _, p := range r.Participants {
+		if p.SIP != nil {
+			d.Phone = append(d.Phone, p)
+		}
+	}
 	events, err := c.src.RoomEvents(ctx, r.RoomName, r.RoomSID, maxEvents)
 	if err != nil {
 		c.unavailable(w, err)
 		return
 	}
-	trail, err := c.src.Trail(ctx, r.RoomSID, maxTrail)
+	trail, err := c.src.Trail(ctx, cmp.Or(r.Project, project), r.RoomSID, maxTrail)
 	if err != nil {
 		c.unavailable(w, err)
 		return
@@ -161,15 +169,25 @@ func timeline(events []StoredEvent, trail []TrailEntry) ([]timelineRow, []hookCa
 	return rows, report, other
 }
 
-// describe reads an event's createdAt and a one-line summary (room,
-// participant identity, egress id) without keeping anything else of it.
+// describe reads an event's createdAt and a one-line summary (participant
+// identity, kind, SIP call status and disconnect reason; track; egress;
+// agent job) without keeping anything else of it.
 func describe(body []byte) (time.Time, string) {
 	var ev struct {
 		CreatedAt   json.RawMessage `json:"createdAt"`
 		Participant *struct {
-			Identity string `json:"identity"`
-			Kind     string `json:"kind"`
+			Identity         string            `json:"identity"`
+			Kind             string            `json:"kind"`
+			DisconnectReason string            `json:"disconnectReason"`
+			Attributes       map[string]string `json:"attributes"`
 		} `json:"participant"`
+		Job *struct {
+			ID        string `json:"id"`
+			AgentName string `json:"agentName"`
+			State     *struct {
+				Status string `json:"status"`
+			} `json:"state"`
+		} `json:"job"`
 		EgressInfo *struct {
 			EgressID string `json:"egressId"`
 			Status   string `json:"status"`
@@ -194,13 +212,29 @@ func describe(body []byte) (time.Time, string) {
 		if p.Kind != "" {
 			s += " (" + strings.ToLower(p.Kind) + ")"
 		}
+		if st := p.Attributes["sip.callStatus"]; st != "" {
+			s += " " + st
+		}
 		parts = append(parts, s)
+		if p.DisconnectReason != "" && p.DisconnectReason != "UNKNOWN_REASON" {
+			parts = append(parts, p.DisconnectReason)
+		}
 	}
 	if t := ev.Track; t != nil && t.Sid != "" {
 		parts = append(parts, "track "+t.Sid+" "+strings.ToLower(t.Type))
 	}
 	if e := ev.EgressInfo; e != nil && e.EgressID != "" {
-		parts = append(parts, "egress "+e.EgressID+" "+e.Status)
+		parts = append(parts, strings.TrimSpace("egress "+e.EgressID+" "+e.Status))
+	}
+	if j := ev.Job; j != nil && j.ID != "" {
+		s := "job " + j.ID
+		if j.AgentName != "" {
+			s += " " + j.AgentName
+		}
+		if j.State != nil && j.State.Status != "" {
+			s += " " + j.State.Status
+		}
+		parts = append(parts, s)
 	}
 	return at, strings.Join(parts, ", ")
 }

@@ -13,13 +13,16 @@ import (
 // callsQuery is the calls page's filter and position.
 type callsQuery struct {
 	Room, Identity, Disposition string
-	From, To                    time.Time
-	FromText, ToText            string
-	Cursor                      uint64
+	// Project is a project name or one of its API keys, as ?project= of
+	// the sessions API.
+	Project          string
+	From, To         time.Time
+	FromText, ToText string
+	Cursor           uint64
 }
 
 func (q callsQuery) Filtered() bool {
-	return q.Room != "" || q.Identity != "" || q.Disposition != "" || !q.From.IsZero() || !q.To.IsZero()
+	return q.Room != "" || q.Identity != "" || q.Project != "" || q.Disposition != "" || !q.From.IsZero() || !q.To.IsZero()
 }
 
 // match: the room name and identities contain the filters (case
@@ -30,6 +33,9 @@ func (q callsQuery) match(r *Report) bool {
 		return false
 	}
 	if q.Identity != "" && !slices.ContainsFunc(r.Participants, func(p Participant) bool { return containsFold(p.Identity, q.Identity) }) {
+		return false
+	}
+	if q.Project != "" && r.Project != q.Project && r.APIKey != q.Project {
 		return false
 	}
 	if q.Disposition != "" {
@@ -58,9 +64,12 @@ func containsFold(s, sub string) bool {
 type calls struct {
 	Q            callsQuery
 	Dispositions []string
-	Counts       counts
-	Active       []Report
-	Ended        []Report
+	// Projects are the configured projects, offered as a filter when there
+	// are several.
+	Projects []string
+	Counts   counts
+	Active   []Report
+	Ended    []Report
 	// Next resumes with older calls; Scanned is how many stored reports
 	// this page read, Exhausted whether the window ran out before the page
 	// filled (then Next continues the search).
@@ -90,7 +99,7 @@ type reasonCount struct {
 // back as typed).
 func parseCallsQuery(v url.Values) callsQuery {
 	q := callsQuery{Room: strings.TrimSpace(v.Get("room")), Identity: strings.TrimSpace(v.Get("identity")),
-		Disposition: strings.TrimSpace(v.Get("disposition")), FromText: v.Get("from"), ToText: v.Get("to")}
+		Disposition: strings.TrimSpace(v.Get("disposition")), Project: strings.TrimSpace(v.Get("project")), FromText: v.Get("from"), ToText: v.Get("to")}
 	q.From, q.To = parseWhen(q.FromText), parseWhen(q.ToText)
 	q.Cursor, _ = strconv.ParseUint(v.Get("before"), 10, 64)
 	return q
@@ -117,6 +126,7 @@ func (q callsQuery) values() url.Values {
 	set("room", q.Room)
 	set("identity", q.Identity)
 	set("disposition", q.Disposition)
+	set("project", q.Project)
 	set("from", q.FromText)
 	set("to", q.ToText)
 	return v
@@ -131,7 +141,10 @@ func (c *Console) serveCalls(w http.ResponseWriter, req *http.Request) {
 	defer cancel()
 	q := parseCallsQuery(req.URL.Query())
 	d := calls{Q: q, First: q.Cursor == 0, Window: c.o.ScanWindow, Fragment: req.URL.Query().Get("fragment") == "1",
-		Dispositions: []string{"active", "completed", "no_show", "connection_failed", "expired", "no_answer", "rejected", "failed"}}
+		Dispositions: []string{"active", "completed", "no_answer", "rejected", "failed", "no_show", "connection_failed", "expired"}}
+	if len(c.o.Projects) > 1 {
+		d.Projects = c.o.Projects
+	}
 	now := c.o.Now()
 
 	active, err := c.src.ActiveSessions(ctx)

@@ -33,6 +33,9 @@ type Options struct {
 	// TraceURL links a call's trace id: "{trace_id}" is replaced. Empty:
 	// the id is shown without a link.
 	TraceURL string
+	// Projects are the receiver's projects (names), sorted: with several,
+	// the calls page offers a project filter.
+	Projects []string
 	// PageSize is the ended calls per page (default 50).
 	PageSize int
 	// ScanWindow bounds how many stored reports one filtered page reads
@@ -70,7 +73,7 @@ func New(src Source, o Options) (*Console, error) {
 	}
 	c := &Console{src: src, o: o, g: newGuard(o.Token, o.Access), pages: map[string]*template.Template{}}
 	funcs := template.FuncMap{
-		"ts": fmtTime, "dur": fmtSeconds, "ago": func(t time.Time) string { return fmtAgo(o.Now(), t) },
+		"ts": fmtTime, "dur": fmtSeconds, "bytes": fmtBytes, "ago": func(t time.Time) string { return fmtAgo(o.Now(), t) },
 		"path": func() string { return o.Path }, "join": strings.Join,
 	}
 	for _, name := range []string{"calls", "call", "deadletters", "intake", "login", "denied"} {

@@ -144,6 +144,21 @@ func fmtSeconds(s float64) string {
 	return d.String()
 }
 
+// fmtBytes is a file size for reading (decimal units, as storage bills).
+func fmtBytes(n int64) string {
+	switch {
+	case n <= 0:
+		return "—"
+	case n < 1000:
+		return fmt.Sprintf("%d B", n)
+	case n < 1000*1000:
+		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
+	case n < 1000*1000*1000:
+		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+	}
+	return fmt.Sprintf("%.2f GB", float64(n)/1e9)
+}
+
 func fmtLag(d time.Duration) string {
 	if d < 0 {
 		return "−" + fmtLag(-d)

@@ -24,12 +24,15 @@ type Source interface {
 	// EndedSince counts reports published at or after t, without a scan.
 	EndedSince(ctx context.Context, t time.Time) (int, error)
 	// Session returns the JSON of one room sid's session (its report once
-	// reported) and the room's W3C traceparent.
-	Session(ctx context.Context, roomSID string) (session []byte, traceParent string, ok bool, err error)
+	// reported) and the room's W3C traceparent. project, when known (the
+	// calls list links with it), is where the room is looked up first:
+	// each project keeps its rooms apart.
+	Session(ctx context.Context, project, roomSID string) (session []byte, traceParent string, ok bool, err error)
 	// RoomEvents returns up to limit stored events of a room, in stream order.
 	RoomEvents(ctx context.Context, roomName, roomSID string, limit int) ([]StoredEvent, error)
-	// Trail returns up to limit facts of a room's trail, oldest first.
-	Trail(ctx context.Context, roomSID string, limit int) ([]TrailEntry, error)
+	// Trail returns up to limit facts of a room's trail, oldest first
+	// (project as in Session).
+	Trail(ctx context.Context, project, roomSID string, limit int) ([]TrailEntry, error)
 	// DeadLetters lists the dead letters, oldest first; DeadLetterCount
 	// counts them without reading them.
 	DeadLetters(ctx context.Context) ([]DeadLetter, error)
