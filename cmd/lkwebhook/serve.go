@@ -183,11 +183,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	log.Info("lkwebhook serving", "addr", ln.Addr().String(), "webhook_path", c.Path,
 		"sessions_path", c.SessionsPath, "engine", engineDesc, "dev", *dev, "max_connections", c.MaxConnections)
-	fmt.Fprintf(stdout, "lkwebhook: listening on http://%s%s\n", ln.Addr(), c.Path)
+	// One write: whoever waits for "listening on" sees the rest too.
+	var banner strings.Builder
+	fmt.Fprintf(&banner, "lkwebhook: listening on http://%s%s\n", ln.Addr(), c.Path)
 	if adminOff {
 		log.Warn(adminOffMessage, "addr", ln.Addr().String())
-		fmt.Fprintln(stdout, "lkwebhook: WARNING:", adminOffMessage)
+		fmt.Fprintln(&banner, "lkwebhook: WARNING:", adminOffMessage)
 	}
+	consoleURL, access := consoleAt(ln.Addr(), c.ConsolePath, c.AdminToken != "", adminOff)
+	if consoleURL == "" {
+		log.Info("console off", "reason", access)
+		fmt.Fprintln(&banner, "lkwebhook: console OFF:", access)
+	} else {
+		log.Info("console", "url", consoleURL, "access", access)
+		fmt.Fprintf(&banner, "lkwebhook: console at %s (%s)\n", consoleURL, access)
+	}
+	fmt.Fprint(stdout, banner.String())
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -231,6 +242,27 @@ func healthz(recv *livekitwebhook.Receiver) http.Handler {
 		}
 		fmt.Fprintf(w, "{\"status\":%q,\"message\":%q}\n", h.Status, h.Message)
 	})
+}
+
+// consoleAt is the console's URL on addr and who may open it, or "" and
+// why it is off (the admin endpoints are off). An unspecified listen
+// address (":8080") is shown as localhost, where this host reaches it.
+func consoleAt(addr net.Addr, path string, token, adminOff bool) (url, access string) {
+	if adminOff {
+		return "", "the admin endpoints are off (non-loopback address without an admin token); set --admin-token to use it"
+	}
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return "", "unknown listen address " + addr.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	url = "http://" + net.JoinHostPort(host, port) + strings.TrimSuffix(path, "/") + "/"
+	if token {
+		return url, "log in with the admin token"
+	}
+	return url, "local requests only: no admin token"
 }
 
 // adminOffMessage says why the admin endpoints answer 403 admin_disabled.

@@ -131,6 +131,9 @@ func TestServeAdminOffOnPublicAddress(t *testing.T) {
 	if !strings.Contains(out.String(), "WARNING: admin endpoints") {
 		t.Errorf("no startup warning:\n%s", out.String())
 	}
+	if !strings.Contains(out.String(), "lkwebhook: console OFF: the admin endpoints are off") {
+		t.Errorf("no word that the console is off:\n%s", out.String())
+	}
 	for _, p := range []string{"/voice/livekit/sessions", "/voice/livekit/sessions/serve-room", "/voice/livekit/dlq", "/voice/livekit/reconcile", "/metrics"} {
 		if code, reason := call(t, http.MethodGet, base+p, "", nil, nil); code != http.StatusForbidden || reason != "admin_disabled" {
 			t.Errorf("GET %s from loopback: %d %q, want 403 admin_disabled", p, code, reason)
@@ -148,6 +151,13 @@ func TestServeAdminOffOnPublicAddress(t *testing.T) {
 	base, out = startServe(t, "--addr", ":0", "--admin-token", token)
 	if strings.Contains(out.String(), "WARNING") {
 		t.Errorf("warning with a token:\n%s", out.String())
+	}
+	// The console's URL, where this host reaches it, and that it needs the token.
+	if want := "lkwebhook: console at http://localhost:" + base[strings.LastIndex(base, ":")+1:] + "/voice/livekit/console/ (log in with the admin token)"; !strings.Contains(out.String(), want) {
+		t.Errorf("no console URL %q:\n%s", want, out.String())
+	}
+	if code, _ := call(t, http.MethodGet, base+"/voice/livekit/console/", token, nil, nil); code != http.StatusOK {
+		t.Errorf("console with the token: %d", code)
 	}
 	for _, p := range []string{"/voice/livekit/sessions", "/voice/livekit/dlq", "/metrics"} {
 		if code, reason := call(t, http.MethodGet, base+p, token, nil, nil); code != http.StatusOK {
