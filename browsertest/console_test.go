@@ -171,6 +171,91 @@ func (r *receiver) call(t *testing.T, room string, ago, lasted time.Duration, id
 	return sid
 }
 
+// dial is one SIP call of a phone room: who was dialled (or called in),
+// when it joined after the room started, when it was answered (0: never),
+// when it left and why.
+type dial struct {
+	number, ruleID     string // ruleID set: an inbound call
+	join, answer, left time.Duration
+	reason             livekit.DisconnectReason
+	lastStatus         string
+}
+
+// phoneCall sends a phone room that started ago: an agent joins, the
+// dials happen in turn (attributes as livekit-sip sets them: sip.callID,
+// sip.trunkID, sip.phoneNumber, sip.trunkPhoneNumber, sip.callStatus,
+// lk.sip.answerTime in Unix ms; an inbound call also sip.ruleID), the room
+// is recorded to an audio file when record is set, and it finishes after
+// lasted.
+func (r *receiver) phoneCall(t *testing.T, room string, ago, lasted time.Duration, record bool, dials ...dial) string {
+	sid := livekitwebhooktest.NewID("RM_")
+	start := time.Now().Add(-ago)
+	at := func(ev *livekit.WebhookEvent, d time.Duration) *livekit.WebhookEvent {
+		ev.CreatedAt = start.Add(d).Unix()
+		if ev.Room != nil && ev.Room.CreationTime != 0 {
+			ev.Room.CreationTime, ev.Room.CreationTimeMs = start.Unix(), start.UnixMilli()
+		}
+		return ev
+	}
+	r.send(t, at(livekitwebhooktest.RoomEvent("room_started", room, sid), 0))
+	agent := &livekit.ParticipantInfo{Sid: livekitwebhooktest.NewID("PA_"), Identity: "agent-ava", Kind: livekit.ParticipantInfo_AGENT,
+		JoinedAt: start.Add(time.Second).Unix(), JoinedAtMs: start.Add(time.Second).UnixMilli()}
+	r.send(t, at(livekitwebhooktest.ParticipantEvent("participant_joined", room, sid, agent), time.Second))
+	egressID := livekitwebhooktest.NewID("EG_")
+	egress := func(event string, status livekit.EgressStatus, d time.Duration) {
+		info := &livekit.EgressInfo{EgressId: egressID, RoomId: sid, RoomName: room, Status: status,
+			StartedAt: start.Add(2 * time.Second).UnixNano(), UpdatedAt: start.Add(d).UnixNano(),
+			Request: &livekit.EgressInfo_RoomComposite{RoomComposite: &livekit.RoomCompositeEgressRequest{RoomName: room, AudioOnly: true}}}
+		if status == livekit.EgressStatus_EGRESS_COMPLETE {
+			info.EndedAt = start.Add(d).UnixNano()
+			info.FileResults = []*livekit.FileInfo{{Filename: "recordings/" + room + ".ogg", Location: "s3://calls-archive/recordings/" + room + ".ogg",
+				Size: int64((d - 2*time.Second).Seconds() * 4000), Duration: int64(d - 2*time.Second),
+				StartedAt: start.Add(2 * time.Second).UnixNano(), EndedAt: start.Add(d).UnixNano()}}
+		}
+		r.send(t, at(livekitwebhooktest.EgressEvent(event, info), d))
+	}
+	if record {
+		egress("egress_started", livekit.EgressStatus_EGRESS_STARTING, 2*time.Second)
+	}
+	for i, d := range dials {
+		callID := fmt.Sprintf("SCL_%s%d", strings.ReplaceAll(room, "-", ""), i)
+		attrs := func(status string) map[string]string {
+			m := map[string]string{"sip.callID": callID, "sip.trunkID": "ST_9vLxQw3Hn8cD", "sip.phoneNumber": d.number,
+				"sip.trunkPhoneNumber": "+14155550199", "sip.callStatus": status}
+			if d.ruleID != "" {
+				m["sip.ruleID"] = d.ruleID
+			}
+			if d.answer != 0 {
+				m["lk.sip.answerTime"] = fmt.Sprint(start.Add(d.answer).UnixMilli())
+			}
+			return m
+		}
+		first := "dialing"
+		if d.ruleID != "" {
+			first = "active"
+		}
+		joined := start.Add(d.join)
+		p := &livekit.ParticipantInfo{Sid: livekitwebhooktest.NewID("PA_"), Identity: "sip_" + d.number, Kind: livekit.ParticipantInfo_SIP,
+			JoinedAt: joined.Unix(), JoinedAtMs: joined.UnixMilli(), Attributes: attrs(first)}
+		delete(p.Attributes, "lk.sip.answerTime") // set once answered
+		r.send(t, at(livekitwebhooktest.ParticipantEvent("participant_joined", room, sid, p), d.join))
+		left := livekitwebhooktest.ParticipantEvent("participant_left", room, sid, p)
+		left.Participant.Attributes = attrs(d.lastStatus)
+		left.Participant.DisconnectReason = d.reason
+		r.send(t, at(left, d.left))
+	}
+	agentLeft := livekitwebhooktest.ParticipantEvent("participant_left", room, sid, agent)
+	agentLeft.Participant.DisconnectReason = livekit.DisconnectReason_CLIENT_INITIATED
+	r.send(t, at(agentLeft, lasted-time.Second))
+	if record {
+		egress("egress_ended", livekit.EgressStatus_EGRESS_COMPLETE, lasted)
+	}
+	finished := livekitwebhooktest.RoomEvent("room_finished", room, sid)
+	finished.RoomEndReason = livekit.RoomEndReason_ROOM_END_API_DELETE
+	r.send(t, at(finished, lasted))
+	return sid
+}
+
 // TestConsoleInBrowser is the console's scenario in a real Chromium: log
 // in (refused with a wrong token), see a call appear without a reload,
 // open it, expand a raw event, see the failed hook dead-lettered, replay
@@ -192,10 +277,23 @@ func TestConsoleInBrowser(t *testing.T) {
 	defer cancel()
 	do(t, ctx, "viewport", chromedp.EmulateViewport(1280, 800))
 
-	// Some history for the list.
-	r.call(t, "support-2231", 40*time.Minute, 7*time.Minute+12*time.Second, "agent-ava", "customer-ben")
-	r.call(t, "sales-0419", 25*time.Minute, 35*time.Second, "agent-ava")
-	done := r.call(t, "support-2232", 12*time.Minute, 4*time.Minute+3*time.Second, "agent-ava", "customer-cho", "supervisor-dee")
+	// Some history for the list: web calls and phone calls (answered, not
+	// answered, declined, inbound).
+	r.call(t, "support-2231", 58*time.Minute, 7*time.Minute+12*time.Second, "agent-ava", "customer-ben")
+	r.phoneCall(t, "outreach-0088", 47*time.Minute, 40*time.Second, false,
+		dial{number: "+14155550123", join: 2 * time.Second, left: 33 * time.Second, reason: livekit.DisconnectReason_USER_UNAVAILABLE, lastStatus: "ringing"})
+	r.phoneCall(t, "reminder-0091", 39*time.Minute, 20*time.Second, false,
+		dial{number: "+14155550187", join: 2 * time.Second, left: 9 * time.Second, reason: livekit.DisconnectReason_USER_REJECTED, lastStatus: "ringing"})
+	r.phoneCall(t, "support-line", 31*time.Minute, 5*time.Minute+40*time.Second, true,
+		dial{number: "+16505550111", ruleID: "SDR_mainline", join: 2 * time.Second, left: 5*time.Minute + 38*time.Second,
+			reason: livekit.DisconnectReason_CLIENT_INITIATED, lastStatus: "hangup"})
+	// The call of the one-call screenshot: the first number rings out,
+	// the second answers; the call is recorded.
+	done := r.phoneCall(t, "callback-4711", 22*time.Minute, 4*time.Minute+10*time.Second, true,
+		dial{number: "+14155550100", join: 2 * time.Second, left: 33 * time.Second, reason: livekit.DisconnectReason_USER_UNAVAILABLE, lastStatus: "ringing"},
+		dial{number: "+14155550142", join: 35 * time.Second, answer: 41*time.Second + 400*time.Millisecond, left: 4*time.Minute + 8*time.Second,
+			reason: livekit.DisconnectReason_CLIENT_INITIATED, lastStatus: "hangup"})
+	r.call(t, "sales-0419", 12*time.Minute, 35*time.Second, "agent-ava")
 
 	// Without the token: the login form; a wrong token is refused.
 	do(t, ctx, "login page",
@@ -213,7 +311,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Submit(css(`#token`)),
 		chromedp.WaitVisible(css(`#live table.calls`)),
 	)
-	waitText(t, ctx, "#live", "support-2232")
+	waitText(t, ctx, "#live", "callback-4711")
 
 	// A new call appears without a reload: a mark set on the window
 	// survives until the row shows.
@@ -233,14 +331,14 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("the page reloaded to show the new call")
 	}
 	xss := run(t, ctx, "xss", chromedp.Evaluate[bool](`window.__xss === 1`))
-	if text := run(t, ctx, "row", chromedp.Text(css(row+` td a`))); xss || text != room {
+	if text := run(t, ctx, "row", chromedp.Text(css(row+` th a`))); xss || text != room {
 		t.Fatalf("room name ran or was not shown as text: xss=%v text=%q", xss, text)
 	}
 	waitText(t, ctx, "#count-dlq", "1")
 	shot(t, ctx, "console-calls.png")
 
 	// Open the call; expand a raw event.
-	do(t, ctx, "open the call", chromedp.Click(css(row+` td a`)), chromedp.WaitVisible(css(`#h-timeline`)))
+	do(t, ctx, "open the call", chromedp.Click(css(row+` th a`)), chromedp.WaitVisible(css(`#h-timeline`)))
 	if run(t, ctx, "xss", chromedp.Evaluate[bool](`window.__xss === 1`)) {
 		t.Fatal("the room name ran as HTML on the call page")
 	}
@@ -275,9 +373,18 @@ func TestConsoleInBrowser(t *testing.T) {
 	do(t, ctx, "call again", chromedp.Navigate(r.console+"/call?sid="+sid), chromedp.WaitVisible(css(`#h-timeline`)))
 	waitText(t, ctx, "main", "crm/OnParticipantJoined attempt 2")
 
-	// The screenshot of one call: a completed one, an event expanded.
-	do(t, ctx, "completed call", chromedp.Navigate(r.console+"/call?sid="+done), chromedp.WaitVisible(css(`#h-timeline`)),
-		chromedp.Click(css(`ol.timeline li:nth-child(2) details.raw summary`)))
+	// The screenshot of one call: a phone call, answered at the second
+	// number and recorded.
+	do(t, ctx, "phone call", chromedp.Navigate(r.console+"/call?sid="+done), chromedp.WaitVisible(css(`#h-phone`)))
+	phone := run(t, ctx, "phone calls", chromedp.Text(css(`table.phone`)))
+	for _, want := range []string{"+14155550142", "answered", "+14155550100", "no_answer", "outbound", "3m27s"} {
+		if !strings.Contains(phone, want) {
+			t.Errorf("phone calls table lacks %q: %q", want, phone)
+		}
+	}
+	if rec := run(t, ctx, "recordings", chromedp.Text(css(`#h-recordings + .scroll`))); !strings.Contains(rec, "EGRESS_COMPLETE") || !strings.Contains(rec, "recordings/callback-4711.ogg") {
+		t.Errorf("recordings: %q", rec)
+	}
 	run(t, ctx, "top", chromedp.Evaluate[int](`window.scrollTo(0, 0), 0`))
 	shot(t, ctx, "console-call.png")
 

@@ -182,10 +182,12 @@ func TestConsoleShowsPhoneCall(t *testing.T) {
 	rec, job := s.Recordings[0], s.AgentJobs[0]
 	for _, want := range []string{
 		// The SIP calls: outcome, direction, number, answer and talk time.
-		pcAnswered + " sip-" + pcAnswered + " · SCL_answered4711 answered outbound status hangup",
-		"answered " + ok.AnsweredAt.UTC().Format("2006-01-02 15:04:05Z") + " talk 1m4s",
-		pcNoAnswer + " sip-" + pcNoAnswer + " · SCL_noanswer4711 no_answer outbound status ringing",
-		"answered — talk 0.0s", "USER_UNAVAILABLE trunk " + pcTrunk,
+		// (number, outcome, direction, call status, joined, answered, talk
+		// time, left, disconnect reason, trunk)
+		pcAnswered + " sip-" + pcAnswered + " · SCL_answered4711 answered outbound hangup " + clock(c.at(34*time.Second)) + " " +
+			clock(*ok.AnsweredAt) + " 1m4s " + clock(c.at(104*time.Second)) + " CLIENT_INITIATED " + pcTrunk,
+		pcNoAnswer + " sip-" + pcNoAnswer + " · SCL_noanswer4711 no_answer outbound ringing " + clock(c.at(2*time.Second)) + " — — " +
+			clock(c.at(33*time.Second)) + " USER_UNAVAILABLE " + pcTrunk,
 		// The recording.
 		pcEgress, "EGRESS_COMPLETE", pcFile, pcLocation, "1.8 MB", rec.EndedAt.UTC().Format("2006-01-02 15:04:05Z"),
 		// The failed agent job.
@@ -237,6 +239,8 @@ func TestConsoleShowsPhoneCall(t *testing.T) {
 		t.Errorf("a project filter with one project")
 	}
 }
+
+func clock(t time.Time) string { return t.UTC().Format("15:04:05Z") }
 
 var (
 	tagRE   = regexp.MustCompile(`<[^>]*>`)

@@ -188,6 +188,7 @@ func (c *Console) serveCalls(w http.ResponseWriter, req *http.Request) {
 			d.Next = c.o.Path + "/?" + v.Encode()
 		}
 	}
+	markProjects(len(c.o.Projects) > 1, d.Active, d.Ended)
 	if d.Counts.EndedLastHour, err = c.src.EndedSince(ctx, now.Add(-time.Hour)); err != nil {
 		c.unavailable(w, err)
 		return
@@ -198,6 +199,25 @@ func (c *Console) serveCalls(w http.ResponseWriter, req *http.Request) {
 	}
 	d.Counts.Refusals, d.Counts.RefusalsTotal = refusalsByReason(c.src.Refusals(), now.Add(-time.Hour))
 	c.write(w, http.StatusOK, "calls", page{Title: "Calls", Data: d})
+}
+
+// markProjects has the rows name their project when the receiver has
+// several, or when the rows show more than one.
+func markProjects(several bool, lists ...[]Report) {
+	seen := map[string]bool{}
+	for _, l := range lists {
+		for _, r := range l {
+			seen[r.Project] = true
+		}
+	}
+	if !several && len(seen) < 2 {
+		return
+	}
+	for _, l := range lists {
+		for i := range l {
+			l[i].ShowProject = true
+		}
+	}
 }
 
 // refusalsByReason counts the refusals since t by reason, most first.

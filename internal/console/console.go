@@ -73,7 +73,7 @@ func New(src Source, o Options) (*Console, error) {
 	}
 	c := &Console{src: src, o: o, g: newGuard(o.Token, o.Access), pages: map[string]*template.Template{}}
 	funcs := template.FuncMap{
-		"ts": fmtTime, "dur": fmtSeconds, "bytes": fmtBytes, "ago": func(t time.Time) string { return fmtAgo(o.Now(), t) },
+		"ts": fmtTime, "dur": fmtSeconds, "bytes": fmtBytes, "clock": fmtClock, "day": fmtDay, "ago": func(t time.Time) string { return fmtAgo(o.Now(), t) },
 		"path": func() string { return o.Path }, "join": strings.Join,
 	}
 	for _, name := range []string{"calls", "call", "deadletters", "intake", "login", "denied"} {

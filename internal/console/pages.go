@@ -119,6 +119,32 @@ func (c *Console) serveVerify(w http.ResponseWriter, req *http.Request) {
 }
 
 func fmtTime(t any) string {
+	v := timeOf(t)
+	if v.IsZero() {
+		return "—"
+	}
+	return v.UTC().Format("2006-01-02 15:04:05Z")
+}
+
+// fmtClock is the time of day of t (where the day is said once, e.g. in
+// a table's caption).
+func fmtClock(t any) string {
+	v := timeOf(t)
+	if v.IsZero() {
+		return "—"
+	}
+	return v.UTC().Format("15:04:05Z")
+}
+
+func fmtDay(t any) string {
+	v := timeOf(t)
+	if v.IsZero() {
+		return "—"
+	}
+	return v.UTC().Format("2006-01-02")
+}
+
+func timeOf(t any) time.Time {
 	var v time.Time
 	switch x := t.(type) {
 	case time.Time:
@@ -130,10 +156,7 @@ func fmtTime(t any) string {
 			v = *x
 		}
 	}
-	if v.IsZero() {
-		return "—"
-	}
-	return v.UTC().Format("2006-01-02 15:04:05Z")
+	return v
 }
 
 func fmtSeconds(s float64) string {

@@ -34,7 +34,10 @@ type Report struct {
 	AgentJobs  []AgentJob  `json:"agent_jobs"`
 	Anomalies  []Anomaly   `json:"anomalies"`
 	Active     bool        `json:"-"` // not reported yet
-	Cursor     uint64      `json:"-"` // where the next page of ended calls starts
+	// ShowProject: the calls list names each call's project (there are
+	// several).
+	ShowProject bool   `json:"-"`
+	Cursor      uint64 `json:"-"` // where the next page of ended calls starts
 }
 
 // Participant is one participant of a Report.
