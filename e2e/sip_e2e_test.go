@@ -267,6 +267,37 @@ func TestSIPOutboundNoAnswer(t *testing.T) {
 	captureSIP(t, sc, sipNoAnswerDir, sipNoAnswerReadme)
 }
 
+// TestSIPOutboundAnsweredStatusOnly documents a limit: the open-source
+// livekit-sip (be5d3f5) marks an answer with sip.callStatus "active" only,
+// no lk.sip.answerTime. livekit-server 1.13.5 sends no webhook for the
+// change and no attributes in track events, and by the leave the status is
+// "hangup": no event the receiver gets shows "active", so the answered call
+// is reported as the rules say for a call never seen answered,
+// cancelled (CLIENT_INITIATED), and the room (an agent and this call) as
+// no_show.
+func TestSIPOutboundAnsweredStatusOnly(t *testing.T) {
+	sc := startSIPCall(t, "sip-call-status-only")
+	sc.sip.SetStatus(t, "active") // livekit-sip's setStatus(CallActive)
+	time.Sleep(talkFor)           // they talk (wall time, not a sync)
+	sc.sip.Hangup(t)
+	sc.e.rec.wait(t, stepTimeout, "participant_left "+sipIdentity, isEvent(webhook.EventParticipantLeft, sc.room.Name, sipIdentity))
+	rep, sent := sc.finish(t)
+
+	for _, ev := range sent {
+		if ev.GetParticipant().GetAttributes()[livekit.AttrSIPCallStatus] == "active" {
+			t.Fatalf("%s carried sip.callStatus active: the server now shows the answer, revisit this test", ev.GetEvent())
+		}
+	}
+	p := rep.Participant(sipIdentity)
+	if p == nil || p.Sip == nil {
+		t.Fatalf("participants = %s", dump(rep.Participants))
+	}
+	if c := p.Sip; c.Outcome != "cancelled" || c.CallStatus != "hangup" || c.AnsweredAt != nil || p.Seconds != 0 || rep.Disposition != "no_show" {
+		t.Errorf("sip = %s, seconds %v, disposition %q; want (the limit documented) cancelled, hangup, no answered_at, 0, no_show",
+			dump(c), p.Seconds, rep.Disposition)
+	}
+}
+
 // captureSIP writes every request the recorder got to dir, with LKWEBHOOK_CAPTURE=1.
 func captureSIP(t *testing.T, sc *sipScenario, dir, readme string) {
 	t.Helper()
