@@ -252,10 +252,31 @@ func TestCaptureFixtures(t *testing.T) {
 
 func writeFixtures(t *testing.T, bin, apiKey, apiSecret string, reqs []*captured) {
 	t.Helper()
-	if err := os.MkdirAll(fixtureDir, 0o755); err != nil {
+	list := writeFixtureFiles(t, fixtureDir, apiKey, apiSecret, reqs)
+	readme := fmt.Sprintf(readmeTemplate, serverVersion(bin), time.Now().UTC().Format("2006-01-02"),
+		captureRoom, captureMetadata, idleRoom, idleMetadata, list)
+	if err := os.WriteFile(filepath.Join(fixtureDir, "README.md"), []byte(readme), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	old, _ := filepath.Glob(filepath.Join(fixtureDir, "[0-9][0-9]-*.json"))
+	t.Logf("wrote %d fixtures to %s", len(reqs), fixtureDir)
+}
+
+// serverVersion is what bin --version prints.
+func serverVersion(bin string) string {
+	if out, err := exec.Command(bin, "--version").Output(); err == nil {
+		return strings.TrimSpace(string(out))
+	}
+	return "unknown"
+}
+
+// writeFixtureFiles replaces the NN-<event>.json files of dir with reqs and
+// writes keys.yaml; it returns the rows of the README's table of files.
+func writeFixtureFiles(t *testing.T, dir, apiKey, apiSecret string, reqs []*captured) string {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := filepath.Glob(filepath.Join(dir, "[0-9][0-9]-*.json"))
 	for _, p := range old {
 		if err := os.Remove(p); err != nil {
 			t.Fatal(err)
@@ -272,7 +293,7 @@ func writeFixtures(t *testing.T, bin, apiKey, apiSecret string, reqs []*captured
 		if err := enc.Encode(c.Fixture); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(fixtureDir, name), buf.Bytes(), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, name), buf.Bytes(), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		ev := c.Event
@@ -286,6 +307,12 @@ func writeFixtures(t *testing.T, bin, apiKey, apiSecret string, reqs []*captured
 			if p.GetDisconnectReason() != livekit.DisconnectReason_UNKNOWN_REASON {
 				detail += ", disconnectReason " + p.GetDisconnectReason().String()
 			}
+			if st := p.GetAttributes()[livekit.AttrSIPCallStatus]; st != "" {
+				detail += ", sip.callStatus " + st
+			}
+			if at := p.GetAttributes()[livekit.AttrSIPAnswerTime]; at != "" {
+				detail += ", lk.sip.answerTime " + at
+			}
 		}
 		if tr := ev.GetTrack(); tr != nil {
 			detail += fmt.Sprintf(", track %s %s", tr.GetType(), tr.GetSource())
@@ -294,20 +321,10 @@ func writeFixtures(t *testing.T, bin, apiKey, apiSecret string, reqs []*captured
 	}
 
 	keys := fmt.Sprintf("# Throwaway key pair that signed the fixtures in this folder (test only).\n%s: %s\n", apiKey, apiSecret)
-	if err := os.WriteFile(filepath.Join(fixtureDir, "keys.yaml"), []byte(keys), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "keys.yaml"), []byte(keys), 0o644); err != nil {
 		t.Fatal(err)
 	}
-
-	version := "unknown"
-	if out, err := exec.Command(bin, "--version").Output(); err == nil {
-		version = strings.TrimSpace(string(out))
-	}
-	readme := fmt.Sprintf(readmeTemplate, version, time.Now().UTC().Format("2006-01-02"),
-		captureRoom, captureMetadata, idleRoom, idleMetadata, list.String())
-	if err := os.WriteFile(filepath.Join(fixtureDir, "README.md"), []byte(readme), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("wrote %d fixtures to %s", len(reqs), fixtureDir)
+	return list.String()
 }
 
 const readmeTemplate = "# Webhooks captured from a real livekit-server\n" +

@@ -14,11 +14,18 @@ import (
 	"github.com/livekit/protocol/utils/protojson"
 )
 
-// TestFixtures checks every captured webhook in fixtureDir without a clock:
-// it decodes, carries an EV_ id, its token's sha256 claim matches the raw body,
-// and the token's HS256 signature matches the secret of its iss in keys.yaml.
-// Full verification with a fixed clock is done by the main module's tests.
+// TestFixtures checks every captured webhook in fixtureDir and the SIP
+// capture folders without a clock: it decodes, carries an EV_ id, its
+// token's sha256 claim matches the raw body, and the token's HS256
+// signature matches the secret of its iss in keys.yaml. Full verification
+// with a fixed clock is done by the main module's tests.
 func TestFixtures(t *testing.T) {
+	for _, dir := range []string{fixtureDir, sipAnsweredDir, sipNoAnswerDir} {
+		t.Run(filepath.Base(dir), func(t *testing.T) { checkFixtureDir(t, dir) })
+	}
+}
+
+func checkFixtureDir(t *testing.T, fixtureDir string) {
 	fixtures, err := loadFixtures(fixtureDir)
 	if err != nil {
 		t.Fatal(err)

@@ -29,7 +29,13 @@ type fixture struct {
 
 func loadFixtures(t testing.TB) []fixture {
 	t.Helper()
-	paths, err := filepath.Glob(filepath.Join(fixtureDir, "[0-9][0-9]-*.json"))
+	return loadFixturesFrom(t, fixtureDir)
+}
+
+// loadFixturesFrom reads the captured requests of dir in file-name order.
+func loadFixturesFrom(t testing.TB, dir string) []fixture {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(dir, "[0-9][0-9]-*.json"))
 	if err != nil || len(paths) == 0 {
 		t.Fatalf("no fixtures: %v", err)
 	}

@@ -45,6 +45,12 @@ type JoinOptions struct {
 	Callback *lksdk.RoomCallback
 	// ConnectTimeout bounds the join. Default: 20 s.
 	ConnectTimeout time.Duration
+	// Token joins with this token instead of Server.Token's (e.g. one built
+	// like livekit-sip's, see JoinSIP).
+	Token string
+	// Attributes are sent with the join request (lksdk.WithExtraAttributes);
+	// the token must grant canUpdateOwnMetadata.
+	Attributes map[string]string
 }
 
 // Join connects a real WebRTC participant to room on srv. With publishAudio
@@ -59,9 +65,12 @@ func Join(t testing.TB, srv *Server, room, identity string, kind livekit.Partici
 // JoinWith is Join with more options.
 func JoinWith(t testing.TB, srv *Server, room, identity string, opts JoinOptions) *lksdk.Room {
 	t.Helper()
-	token, err := srv.Token(room, identity, opts.Kind)
-	if err != nil {
-		t.Fatalf("lkserver: token for %s: %v", identity, err)
+	token := opts.Token
+	if token == "" {
+		var err error
+		if token, err = srv.Token(room, identity, opts.Kind); err != nil {
+			t.Fatalf("lkserver: token for %s: %v", identity, err)
+		}
 	}
 	if opts.ConnectTimeout == 0 {
 		opts.ConnectTimeout = 20 * time.Second
@@ -85,6 +94,7 @@ func JoinWith(t testing.TB, srv *Server, room, identity string, opts JoinOptions
 	r, err := lksdk.ConnectToRoomWithToken(srv.WSURL, token, cb,
 		lksdk.WithAutoSubscribe(false),
 		lksdk.WithConnectTimeout(opts.ConnectTimeout),
+		lksdk.WithExtraAttributes(opts.Attributes),
 	)
 	if err != nil {
 		cancel()

@@ -29,6 +29,8 @@ type Session struct {
 	RoomSID                  string             `json:"room_sid"`
 	BelugaSessionID          string             `json:"beluga_session_id,omitempty"`
 	Unmapped                 bool               `json:"unmapped,omitempty"`
+	APIKey                   string             `json:"api_key,omitempty"`
+	Project                  string             `json:"project,omitempty"`
 	StartedAt                time.Time          `json:"started_at"`
 	EndedAt                  *time.Time         `json:"ended_at,omitempty"`
 	DurationSeconds          float64            `json:"duration_seconds"`
@@ -50,6 +52,21 @@ type Participant struct {
 	LeftAt           *time.Time `json:"left_at,omitempty"`
 	Seconds          float64    `json:"seconds"`
 	DisconnectReason string     `json:"disconnect_reason,omitempty"`
+	Sip              *SIPCall   `json:"sip,omitempty"`
+}
+
+// SIPCall mirrors the sip object of a participant of kind sip.
+type SIPCall struct {
+	CallID           string     `json:"call_id"`
+	TrunkID          string     `json:"trunk_id"`
+	RuleID           string     `json:"rule_id"`
+	PhoneNumber      string     `json:"phone_number"`
+	TrunkPhoneNumber string     `json:"trunk_phone_number"`
+	Direction        string     `json:"direction"`
+	CallStatus       string     `json:"call_status"`
+	Outcome          string     `json:"outcome"`
+	AnsweredAt       *time.Time `json:"answered_at,omitempty"`
+	TalkSeconds      float64    `json:"talk_seconds"`
 }
 
 // Participant returns the participant with the given identity, or nil.
