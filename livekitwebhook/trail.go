@@ -1,0 +1,23 @@
+package livekitwebhook
+
+import "github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
+
+// The room trail: what the console shows of each event beyond the event
+// itself (duplicates, late events, dead letters, hook calls).
+
+// trailOf is a trail entry about one event.
+func trailOf(kind, id, event, stage string) engine.TrailEntry {
+	return engine.TrailEntry{Kind: kind, EventID: id, Event: event, Stage: stage}
+}
+
+// trail records a fact of room sid's trail (see engine.Trail).
+func (p *processor) trail(sid string, e engine.TrailEntry) { p.eng.Trail.Record(sid, e) }
+
+// trailHook records one hook call of event id (err nil: it succeeded).
+func (p *processor) trailHook(sid, id, event, hook string, err error) {
+	e := engine.TrailEntry{Kind: engine.TrailHook, EventID: id, Event: event, Hook: hook}
+	if err != nil {
+		e.Error = err.Error()
+	}
+	p.trail(sid, e)
+}
