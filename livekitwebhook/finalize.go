@@ -309,6 +309,7 @@ func (p *processor) recordReportMetrics(ctx context.Context, r *lifecycle.Sessio
 	tel := p.tel
 	tel.activeSess.Add(ctx, -1)
 	tel.reports.Add(ctx, 1, label("disposition", r.Disposition))
+	p.recordReportContent(ctx, r)
 	tel.sessDuration.Record(ctx, r.DurationSeconds, label("disposition", r.Disposition))
 	for kind, secs := range r.ParticipantSecondsByKind {
 		tel.partSeconds.Add(ctx, secs, label("kind", kind))

@@ -38,18 +38,29 @@ type Session struct {
 	Disposition              string             `json:"disposition,omitempty"`
 	Participants             []Participant      `json:"participants"`
 	EventsApplied            int                `json:"events_applied"`
+	APIKey                   string             `json:"api_key,omitempty"`
+	Project                  string             `json:"project,omitempty"`
+	// The fields of calls, recordings and agent jobs, kept raw: the
+	// suites check their presence (livekitwebhook tests check values).
+	AgentJobs  []json.RawMessage `json:"agent_jobs,omitempty"`
+	Recordings []json.RawMessage `json:"recordings,omitempty"`
+	Anomalies  []struct {
+		Code  string `json:"code"`
+		Count int    `json:"count"`
+	} `json:"anomalies,omitempty"`
 }
 
 // Participant mirrors one participant of a Session.
 type Participant struct {
-	SID              string     `json:"sid"`
-	Identity         string     `json:"identity"`
-	Kind             string     `json:"kind"`
-	State            string     `json:"state"`
-	JoinedAt         time.Time  `json:"joined_at"`
-	LeftAt           *time.Time `json:"left_at,omitempty"`
-	Seconds          float64    `json:"seconds"`
-	DisconnectReason string     `json:"disconnect_reason,omitempty"`
+	SID              string          `json:"sid"`
+	Identity         string          `json:"identity"`
+	Kind             string          `json:"kind"`
+	State            string          `json:"state"`
+	JoinedAt         time.Time       `json:"joined_at"`
+	LeftAt           *time.Time      `json:"left_at,omitempty"`
+	Seconds          float64         `json:"seconds"`
+	DisconnectReason string          `json:"disconnect_reason,omitempty"`
+	Sip              json.RawMessage `json:"sip,omitempty"`
 }
 
 // Participant returns the participant with the given identity, or nil.
