@@ -17,7 +17,7 @@ import (
 // values from a fixed set ("other" for anything else): outcomes, directions
 // and codes are this package's constants, statuses livekit/protocol enum
 // names. The project label is added only when Config.Projects names the
-// projects; its values are then the configured projects (the projects of
+// projects (on these and on livekitwebhook.reports); its values are then the configured projects (the projects of
 // the receiver's keys), so it stays bounded too.
 
 // recordReportContent records the report metrics of a report just fixed.

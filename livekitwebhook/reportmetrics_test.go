@@ -162,7 +162,8 @@ func TestReportMetrics(t *testing.T) {
 		})
 		sameLabels(t, reader, "livekitwebhook.recordings", recordings)
 		sameLabels(t, reader, "livekitwebhook.reports", map[string]float64{
-			"disposition=completed": 4, "disposition=no_answer": 1, "disposition=no_show": 2,
+			"disposition=completed,project=acme": 3, "disposition=completed,project=APIglobex": 1,
+			"disposition=no_answer,project=acme": 1, "disposition=no_show,project=acme": 2,
 		})
 	}
 	t.Run("at report time", func(t *testing.T) {
