@@ -421,6 +421,25 @@ func TestRealCallReport(t *testing.T) {
 			dump(irep), len(isent), eventNames(isent))
 	}
 
+	// Issue 15 on a real server: the sessions carry the key that signed
+	// them (project: the key, no projects configured); a call without SIP,
+	// egress or agent dispatch has no sip object, recordings, agent jobs
+	// or anomalies (both participants left), and nothing in the report
+	// metrics.
+	for _, s := range []servetest.Session{rep, irep} {
+		if s.APIKey != e.serve.APIKey || s.Project != e.serve.APIKey {
+			t.Errorf("%s: api_key %q project %q, want %q", s.RoomName, s.APIKey, s.Project, e.serve.APIKey)
+		}
+		if len(s.Recordings) != 0 || len(s.AgentJobs) != 0 || len(s.Anomalies) != 0 {
+			t.Errorf("%s: recordings/agent_jobs/anomalies on a plain call: %s", s.RoomName, dump(s))
+		}
+		for _, p := range s.Participants {
+			if p.Sip != nil {
+				t.Errorf("%s: %s has a sip object %+v", s.RoomName, p.Identity, p.Sip)
+			}
+		}
+	}
+
 	// Intake: every event of both rooms accepted once.
 	all := countEvents(append(append([]*livekit.WebhookEvent(nil), sent...), isent...))
 	if n := e.allSent(); n != len(sent)+len(isent) {
@@ -431,6 +450,12 @@ func TestRealCallReport(t *testing.T) {
 	for disp, want := range map[string]float64{"completed": 1, "no_show": 1} {
 		if got := m.Sum(metricReports, map[string]string{"disposition": disp}); got != want {
 			t.Errorf("%s{disposition=%q} = %v, want %v", metricReports, disp, got, want)
+		}
+	}
+	for _, name := range []string{"livekitwebhook_sip_calls_total", "livekitwebhook_recordings_total",
+		"livekitwebhook_agent_jobs_total", "livekitwebhook_report_anomalies_total"} {
+		if got := m.Sum(name, nil); got != 0 {
+			t.Errorf("%s = %v, want 0 (no SIP, egress, agent job or anomaly)", name, got)
 		}
 	}
 	if log := e.serve.Log(); strings.Contains(log, `"level":"ERROR"`) {

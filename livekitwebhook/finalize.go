@@ -308,7 +308,8 @@ func (p *processor) callEnded(ctx context.Context, h endedHook, r Report) error 
 func (p *processor) recordReportMetrics(ctx context.Context, r *lifecycle.Session, closedActive int) {
 	tel := p.tel
 	tel.activeSess.Add(ctx, -1)
-	tel.reports.Add(ctx, 1, label("disposition", r.Disposition))
+	tel.reports.Add(ctx, 1, attrs(append(p.projectAttr(r.Project), attribute.String("disposition", r.Disposition))...))
+	p.recordReportContent(ctx, r)
 	tel.sessDuration.Record(ctx, r.DurationSeconds, label("disposition", r.Disposition))
 	for kind, secs := range r.ParticipantSecondsByKind {
 		tel.partSeconds.Add(ctx, secs, label("kind", kind))

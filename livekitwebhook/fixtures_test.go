@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 )
 
 // fixtureDir holds requests captured from a real livekit-server v1.13.5
@@ -78,7 +80,9 @@ func TestRealFixturesReplay(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.APIKey, cfg.APISecret, cfg.Keys = "", "", string(keys)
 	var hc hookCounter
-	tr := startReceiver(t, cfg, WithHooks(hc.hooks()), withClock(func() time.Time { return time.Unix(now.Load(), 0) }))
+	reader := sdkmetric.NewManualReader()
+	tr := startReceiver(t, cfg, WithHooks(hc.hooks()), withClock(func() time.Time { return time.Unix(now.Load(), 0) }),
+		WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
 
 	for _, f := range fx {
 		// With the real clock these tokens have long expired.
@@ -119,6 +123,32 @@ func TestRealFixturesReplay(t *testing.T) {
 	}
 	if call.EventsApplied != 8 || idle.EventsApplied != 2 {
 		t.Fatalf("events applied call=%d idle=%d", call.EventsApplied, idle.EventsApplied)
+	}
+	// v1.13.5 without SIP, egress or agent dispatch: no sip object, no
+	// recordings, agent jobs or anomalies (both participants left), and
+	// nothing in the report metrics; the sessions carry the signing key
+	// (project: the key, no projects configured).
+	for _, r := range hc.ended() {
+		for _, p := range r.Participants {
+			if p.Sip != nil {
+				t.Errorf("%s: %s has a sip object: %+v", r.RoomName, p.Identity, p.Sip)
+			}
+		}
+		if len(r.Recordings) != 0 || len(r.AgentJobs) != 0 || len(r.Anomalies) != 0 {
+			t.Errorf("%s: recordings %+v agent jobs %+v anomalies %+v", r.RoomName, r.Recordings, r.AgentJobs, r.Anomalies)
+		}
+		if r.APIKey != "devkey" || r.Project != "devkey" {
+			t.Errorf("%s: api_key %q project %q, want devkey (keys.yaml)", r.RoomName, r.APIKey, r.Project)
+		}
+	}
+	for _, m := range []string{"livekitwebhook.sip.calls", "livekitwebhook.sip.talk", "livekitwebhook.recordings",
+		"livekitwebhook.agent_jobs", "livekitwebhook.report.anomalies"} {
+		if got := pointsByLabels(t, reader, m); len(got) != 0 {
+			t.Errorf("%s = %v, want no data", m, got)
+		}
+	}
+	if got := pointsByLabels(t, reader, "livekitwebhook.reports"); got["disposition=completed"] != 1 || got["disposition=no_show"] != 1 {
+		t.Errorf("reports = %v", got)
 	}
 	// Nothing of the room's turnPassword survives into reports.
 	for _, r := range hc.ended() {

@@ -141,10 +141,12 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id, api
 	}
 	var fresh, late, justApplied, remapped bool
 	var activeBefore int
+	var lateBefore []lifecycle.Recording // the report's recordings before a late event
 	rec, err := p.rooms.Update(ctx, key, cache, func(cur *roomRecord) (*roomRecord, error) {
 		fresh, late, justApplied, remapped = false, false, false, false
 		if cur != nil && cur.Reported {
 			if late = !cur.State.Applied(id); late {
+				lateBefore = reportRecordings(cur)
 				return p.applyLate(cur, ev, id), nil
 			}
 			return nil, nil
@@ -212,6 +214,7 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id, api
 	if late {
 		p.trail(sid, trailOf(engine.TrailLate, id, ev.Event, ""))
 		p.tel.lateEvents.Add(ctx, 1, label("event", eventLabel(ev.Event)))
+		p.countEndedRecordings(ctx, rec.State.Project, lateBefore, reportRecordings(rec))
 		p.log.Info("event after the session was reported", withTrace(ctx, []any{"event", ev.Event, "event_id", id, "room_sid", sid})...)
 	}
 	if rec == nil {

@@ -59,6 +59,14 @@ type telemetry struct {
 	reports       metric.Int64Counter   // by disposition
 	lateEvents    metric.Int64Counter
 
+	// What the reports tell, once per report when it is fixed (see
+	// reportmetrics.go); recordings also when a late egress ends.
+	sipCalls   metric.Int64Counter     // by direction, outcome
+	sipTalk    metric.Float64Histogram // seconds, answered calls, by direction
+	recordings metric.Int64Counter     // by terminal status
+	agentJobs  metric.Int64Counter     // by status
+	anomalies  metric.Int64Counter     // by code, the anomaly's count
+
 	reconcileClosed  metric.Int64Counter
 	reconcileUnknown metric.Int64Gauge
 	engineRestarts   metric.Int64Counter
@@ -146,6 +154,27 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, prop propaga
 	})
 	try(func() (e error) {
 		t.lateEvents, e = m.Int64Counter("livekitwebhook.late_events", metric.WithDescription("Events that arrived after their session was reported."))
+		return
+	})
+	try(func() (e error) {
+		t.sipCalls, e = m.Int64Counter("livekitwebhook.sip.calls", metric.WithDescription("SIP calls of reported sessions, by direction and outcome (answered, no_answer, rejected, failed, cancelled)."))
+		return
+	})
+	try(func() (e error) {
+		t.sipTalk, e = m.Float64Histogram("livekitwebhook.sip.talk", seconds, metric.WithExplicitBucketBoundaries(5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600),
+			metric.WithDescription("Talk time (answer to hang-up) of answered SIP calls of reported sessions, by direction."))
+		return
+	})
+	try(func() (e error) {
+		t.recordings, e = m.Int64Counter("livekitwebhook.recordings", metric.WithDescription("Recordings (egresses) by terminal status, each counted once: when the report is fixed, or when it ends after the report."))
+		return
+	})
+	try(func() (e error) {
+		t.agentJobs, e = m.Int64Counter("livekitwebhook.agent_jobs", metric.WithDescription("Agent jobs of reported sessions, by status at report time."))
+		return
+	})
+	try(func() (e error) {
+		t.anomalies, e = m.Int64Counter("livekitwebhook.report.anomalies", metric.WithDescription("Anomalies of reports when fixed, by code (each adds its count)."))
 		return
 	})
 	try(func() (e error) {

@@ -289,7 +289,18 @@ func driveAllInstruments(t *testing.T, url string, recv *livekitwebhook.Receiver
 	ctx := context.Background()
 	t0 := time.Now().Add(-time.Minute).Unix()
 	room := &livekit.Room{Sid: "RM_obs", Name: "obs", CreationTime: t0}
-	pt := &livekit.ParticipantInfo{Sid: "PA_o", Identity: "caller", Kind: livekit.ParticipantInfo_SIP, JoinedAt: t0 + 1}
+	// An answered outbound SIP call (sip.calls, sip.talk).
+	pt := &livekit.ParticipantInfo{Sid: "PA_o", Identity: "caller", Kind: livekit.ParticipantInfo_SIP, JoinedAt: t0 + 1,
+		Attributes: map[string]string{livekit.AttrSIPCallID: "SCL_obs", livekit.AttrSIPTrunkID: "ST_obs", livekit.AttrSIPPhoneNumber: "+15105550100",
+			livekit.AttrSIPCallStatus: "active", livekit.AttrSIPAnswerTime: strconv.FormatInt((t0+3)*1000, 10)}}
+	// A participant whose leave never arrives (report.anomalies).
+	stray := &livekit.ParticipantInfo{Sid: "PA_s", Identity: "stray", Kind: livekit.ParticipantInfo_STANDARD, JoinedAt: t0 + 2}
+	// A recording ended before room_finished (recordings).
+	egress := &livekit.EgressInfo{EgressId: "EG_obs", RoomId: room.Sid, RoomName: room.Name, Status: livekit.EgressStatus_EGRESS_COMPLETE,
+		StartedAt: (t0 + 2) * 1e9, EndedAt: (t0 + 10) * 1e9, UpdatedAt: (t0 + 10) * 1e9}
+	// An agent job (agent_jobs): its room in job.room.
+	job := &livekit.Job{Id: "AJ_obs", Room: room, AgentName: "obs-agent",
+		State: &livekit.JobState{Status: livekit.JobStatus_JS_FAILED, Error: "boom", UpdatedAt: (t0 + 5) * 1e9}}
 	if code := postSigned(t, url, "devkey", "wrong", &livekit.WebhookEvent{Id: "EV_bad", Event: "room_started", Room: room}); code != http.StatusUnauthorized {
 		t.Fatalf("bad signature: %d", code)
 	}
@@ -297,6 +308,9 @@ func driveAllInstruments(t *testing.T, url string, recv *livekitwebhook.Receiver
 		{Id: "EV_o1", Event: "room_started", CreatedAt: t0, Room: room},
 		{Id: "EV_o1", Event: "room_started", CreatedAt: t0, Room: room}, // duplicate
 		{Id: "EV_o2", Event: "participant_joined", CreatedAt: t0 + 1, Room: room, Participant: pt},
+		{Id: "EV_o5", Event: "participant_joined", CreatedAt: t0 + 2, Room: room, Participant: stray},
+		{Id: "EV_o6", Event: "egress_ended", CreatedAt: t0 + 10, EgressInfo: egress},
+		{Id: "EV_o7", Event: "agent_job_ended", CreatedAt: t0 + 5, Job: job},
 		// In a room that stays open: once a session is reported, pending
 		// hooks of its events are no longer retried.
 		{Id: "EV_fail", Event: "room_started", CreatedAt: t0 + 2, Room: &livekit.Room{Sid: "RM_fail", Name: "obs-fail", CreationTime: t0}},
@@ -550,8 +564,20 @@ func TestAlertRules(t *testing.T) {
 		}
 	}
 	found := false
+	// The alerts on what the reports tell: the metric and status each
+	// must query.
+	reportAlerts := map[string]string{
+		"LiveKitWebhookRecordingFailed":  `livekitwebhook_recordings_total{status="EGRESS_FAILED"}`,
+		"LiveKitWebhookAgentJobsFailing": `livekitwebhook_agent_jobs_total{status="JS_FAILED"}`,
+	}
 	for _, g := range rf.Groups {
 		for _, r := range g.Rules {
+			if want, ok := reportAlerts[r.Alert]; ok {
+				if !strings.Contains(r.Expr, want) {
+					t.Errorf("alert %s: expr %q does not query %s", r.Alert, r.Expr, want)
+				}
+				delete(reportAlerts, r.Alert)
+			}
 			if r.Alert == "" || r.Expr == "" {
 				t.Errorf("group %s: rule without alert name or expr: %+v", g.Name, r)
 			}
@@ -577,5 +603,32 @@ func TestAlertRules(t *testing.T) {
 	}
 	if !found {
 		t.Error("alerts.yaml has no LiveKitWebhookDeliveryLagHigh rule")
+	}
+	for name := range reportAlerts {
+		t.Errorf("alerts.yaml has no %s rule", name)
+	}
+}
+
+// TestDashboardReportPanels: the panels of what the reports tell break
+// down by the labels the receiver sets, and the dispositions of unanswered
+// calls are shown.
+func TestDashboardReportPanels(t *testing.T) {
+	var exprs []string
+	for _, p := range loadDashboard(t).Panels {
+		for _, tg := range p.Targets {
+			exprs = append(exprs, strings.Join(strings.Fields(tg.Expr), " "))
+		}
+	}
+	for _, want := range []string{
+		"sum by (direction, outcome) (increase(livekitwebhook_sip_calls_total",
+		"livekitwebhook_sip_talk_seconds_bucket",
+		"sum by (status) (increase(livekitwebhook_recordings_total",
+		"sum by (status) (increase(livekitwebhook_agent_jobs_total",
+		"sum by (code) (increase(livekitwebhook_report_anomalies_total",
+		`disposition=~"no_answer|rejected|failed`,
+	} {
+		if !slices.ContainsFunc(exprs, func(e string) bool { return strings.Contains(e, want) }) {
+			t.Errorf("no dashboard query contains %q", want)
+		}
 	}
 }

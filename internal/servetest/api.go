@@ -40,6 +40,14 @@ type Session struct {
 	Disposition              string             `json:"disposition,omitempty"`
 	Participants             []Participant      `json:"participants"`
 	EventsApplied            int                `json:"events_applied"`
+	// The fields of calls, recordings and agent jobs, kept raw: the
+	// suites check their presence (livekitwebhook tests check values).
+	AgentJobs  []json.RawMessage `json:"agent_jobs,omitempty"`
+	Recordings []json.RawMessage `json:"recordings,omitempty"`
+	Anomalies  []struct {
+		Code  string `json:"code"`
+		Count int    `json:"count"`
+	} `json:"anomalies,omitempty"`
 }
 
 // Participant mirrors one participant of a Session.
