@@ -99,7 +99,10 @@ func TestEventThatClosesTheConnectionIsDeadLettered(t *testing.T) {
 		dls, _ = tr.DeadLetters(context.Background(), 0)
 		return len(dls) == 1
 	})
-	if dl := dls[0]; dl.EventID != poison || dl.Attempts != cfg.MaxAttempts || !strings.Contains(dl.Error, engine.ErrConnectionLost.Error()) {
+	// Attempts counts deliveries: on a loaded machine some come while the
+	// engine is being reopened and are handed back unhandled, so it may
+	// exceed MaxAttempts; the handlings are counted by the hook below.
+	if dl := dls[0]; dl.EventID != poison || dl.Attempts < cfg.MaxAttempts || !strings.Contains(dl.Error, engine.ErrConnectionLost.Error()) {
 		t.Fatalf("dead letter %+v", dl)
 	}
 	eventually(t, 30*time.Second, "the event after it applied, healthy", func() bool {
