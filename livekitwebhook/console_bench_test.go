@@ -46,7 +46,7 @@ func BenchmarkConsole(b *testing.B) {
 						{SID: fmt.Sprintf("PA_c%06d", i), Identity: fmt.Sprintf("customer-%d", i), Kind: "standard", State: "left", JoinedAt: started, LeftAt: &end, Seconds: 82},
 					}, EventsApplied: 6}
 				body, _ := json.Marshal(rep)
-				if err := eng.Reports.Store(ctx, rep.RoomSID, rep.SessionID, body); err != nil {
+				if err := eng.Reports.Store(ctx, "", rep.RoomSID, rep.SessionID, body); err != nil {
 					b.Error(err)
 				}
 			}

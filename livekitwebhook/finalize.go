@@ -256,7 +256,7 @@ func (p *processor) deliver(ctx context.Context, key string, rec *roomRecord, ca
 	if err != nil {
 		return err
 	}
-	if err := p.eng.Reports.Store(ctx, r.RoomSID, r.SessionID, b); err != nil {
+	if err := p.eng.Reports.Store(ctx, r.Project, r.RoomSID, r.SessionID, b); err != nil {
 		return err
 	}
 	rep := reportOf(*r)

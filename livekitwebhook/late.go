@@ -102,7 +102,7 @@ func (p *processor) storeAmended(ctx context.Context, key string, rec *roomRecor
 		if err != nil {
 			return err
 		}
-		if err := p.eng.Reports.Put(ctx, rec.Report.RoomSID, b); err != nil {
+		if err := p.eng.Reports.Put(ctx, rec.Report.Project, rec.Report.RoomSID, b); err != nil {
 			return err
 		}
 		rec, err = p.rooms.Update(ctx, key, cache, func(cur *roomRecord) (*roomRecord, error) {

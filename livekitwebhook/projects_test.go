@@ -346,3 +346,36 @@ func TestFreshStoreHasNoLegacyWindow(t *testing.T) {
 		t.Fatal("legacy window open on a fresh store")
 	}
 }
+
+// TestTwoProjectsSameRoomSID: two projects that reuse a room sid (LiveKit's
+// sids are random; a misconfigured or replayed project could) still get a
+// report each: report timers and stored reports are kept per project.
+func TestTwoProjectsSameRoomSID(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Keys = globexKey + ": " + globexSecret
+	cfg.Projects = "devkey: acme"
+	var hc hookCounter
+	tr := startReceiver(t, cfg, WithHooks(hc.hooks()))
+	t0 := time.Now().Unix()
+	for _, p := range []struct{ key, secret, room, id string }{
+		{testKey, testSecret, "acme-room", "EV_sidacme"},
+		{globexKey, globexSecret, "globex-room", "EV_sidglob"},
+	} {
+		postAs(t, tr.url, p.key, p.secret, roomEvent(p.id+"1", "room_started", p.room, "RM_shared", t0))
+		postAs(t, tr.url, p.key, p.secret, participantEvent(p.id+"2", "participant_joined", p.room, "RM_shared", "PA_"+p.room, "caller", livekit.ParticipantInfo_STANDARD, t0+1, t0+1))
+		postAs(t, tr.url, p.key, p.secret, roomEvent(p.id+"3", "room_finished", p.room, "RM_shared", t0+2))
+	}
+	var reports []Report
+	eventually(t, 20*time.Second, "a report per project", func() bool {
+		var err error
+		reports, err = tr.EndedSessions(context.Background(), 10)
+		return err == nil && len(reports) == 2
+	})
+	got := map[string]string{}
+	for _, r := range reports {
+		got[r.Project] = r.RoomName
+	}
+	if got["acme"] != "acme-room" || got[globexKey] != "globex-room" {
+		t.Fatalf("reports by project: %v", got)
+	}
+}

@@ -183,7 +183,7 @@ type Tasks struct {
 	stream jetstream.Stream
 }
 
-// Schedule stores t once per (kind, room sid, tag): the message id deduplicates
+// Schedule stores t once per (project, kind, room sid, tag): the message id deduplicates
 // repeated scheduling by retries and other replicas, so the first
 // scheduling's header (trace context) is the one the task carries.
 func (ts *Tasks) Schedule(ctx context.Context, t Task, header map[string]string) error {
@@ -193,7 +193,7 @@ func (ts *Tasks) Schedule(ctx context.Context, t Task, header map[string]string)
 	for k, v := range header {
 		http.Header(msg.Header).Set(k, v) // canonical, as Msg.Header reads it
 	}
-	id := t.Kind + "/" + t.SID
+	id := ProjectPrefix(t.Project) + t.Kind + "/" + t.SID
 	if t.Tag != "" {
 		id += "/" + t.Tag
 	}
@@ -201,35 +201,38 @@ func (ts *Tasks) Schedule(ctx context.Context, t Task, header map[string]string)
 	return err
 }
 
-// Reports are the final reports: a KV entry per room sid (read back by
-// sessions lookups) and a message on the reports subject, once.
+// Reports are the final reports: a KV entry per project and room sid (read
+// back by sessions lookups) and a message on the reports subject, once.
 type Reports struct {
 	js     jetstream.JetStream
 	kv     jetstream.KeyValue
 	stream jetstream.Stream
 }
 
-// Store keeps the report of roomSID and publishes it on the reports
-// subject of sessionID (once: a repeat is deduplicated).
-func (rs *Reports) Store(ctx context.Context, roomSID, sessionID string, report []byte) error {
-	if _, err := rs.kv.Put(ctx, Key(roomSID), report); err != nil {
+// Store keeps the report of roomSID in project and publishes it on the
+// reports subject of sessionID (once: a repeat is deduplicated).
+func (rs *Reports) Store(ctx context.Context, project, roomSID, sessionID string, report []byte) error {
+	if _, err := rs.kv.Put(ctx, reportKey(project, roomSID), report); err != nil {
 		return fmt.Errorf("store report: %w", err)
 	}
 	msg := nats.NewMsg(ReportSubject(sessionID))
 	msg.Data = report
-	msg.Header.Set("Lkwh-Room-Sid", roomSID)
+	msg.Header.Set(HeaderRoomSID, roomSID)
 	msg.Header.Set("Lkwh-Session-Id", sessionID)
-	if _, err := rs.js.PublishMsg(ctx, msg, jetstream.WithMsgID("report/"+roomSID)); err != nil {
+	if project != "" {
+		msg.Header.Set(headerProject, project)
+	}
+	if _, err := rs.js.PublishMsg(ctx, msg, jetstream.WithMsgID("report/"+ProjectPrefix(project)+roomSID)); err != nil {
 		return fmt.Errorf("publish report: %w", err)
 	}
 	return nil
 }
 
-// Put replaces the stored report of roomSID (the KV entry) without
-// publishing it again: a report amended by events that arrived after it
-// was published.
-func (rs *Reports) Put(ctx context.Context, roomSID string, report []byte) error {
-	if _, err := rs.kv.Put(ctx, Key(roomSID), report); err != nil {
+// Put replaces the stored report of roomSID in project (the KV entry)
+// without publishing it again: a report amended by events that arrived
+// after it was published.
+func (rs *Reports) Put(ctx context.Context, project, roomSID string, report []byte) error {
+	if _, err := rs.kv.Put(ctx, reportKey(project, roomSID), report); err != nil {
 		return fmt.Errorf("store report: %w", err)
 	}
 	return nil
@@ -252,8 +255,8 @@ func (rs *Reports) Tail(ctx context.Context, f func(report []byte) bool) error {
 			return err
 		}
 		data := m.Data
-		if sid := m.Header.Get("Lkwh-Room-Sid"); sid != "" {
-			e, err := rs.kv.Get(ctx, Key(sid))
+		if sid := m.Header.Get(HeaderRoomSID); sid != "" {
+			e, err := rs.kv.Get(ctx, reportKey(m.Header.Get(headerProject), sid))
 			switch {
 			case err == nil:
 				data = e.Value()
@@ -267,6 +270,13 @@ func (rs *Reports) Tail(ctx context.Context, f func(report []byte) bool) error {
 	}
 	return nil
 }
+
+// headerProject names the project of a published report.
+const headerProject = "Lkwh-Project"
+
+// reportKey is the KV key of a room's report: two projects may (in
+// principle) reuse a room sid, and each keeps its own report.
+func reportKey(project, roomSID string) string { return ProjectPrefix(project) + Key(roomSID) }
 
 // DeadLetters is the DLQ stream.
 type DeadLetters struct {
