@@ -189,7 +189,7 @@ type dial struct {
 // lasted.
 func (r *receiver) phoneCall(t *testing.T, room string, ago, lasted time.Duration, record bool, dials ...dial) string {
 	sid := livekitwebhooktest.NewID("RM_")
-	start := time.Now().Add(-ago)
+	start := time.Now().Add(-ago).Truncate(time.Second) // whole seconds, as createdAt: talk times do not depend on the clock
 	at := func(ev *livekit.WebhookEvent, d time.Duration) *livekit.WebhookEvent {
 		ev.CreatedAt = start.Add(d).Unix()
 		if ev.Room != nil && ev.Room.CreationTime != 0 {
