@@ -132,12 +132,3 @@ func (r belugaLink) finish(ctx context.Context, rep Report) error {
 	}
 	return nil
 }
-
-// onError tells every OnError hook about a failure.
-func (t hookTable) onError(ctx context.Context, ev *livekit.WebhookEvent, err error) {
-	for _, h := range t.all {
-		if h.OnError != nil {
-			h.OnError(ctx, ev, err)
-		}
-	}
-}
