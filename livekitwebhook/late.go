@@ -12,11 +12,6 @@ import (
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/lifecycle"
 )
 
-// taskEgress wakes a report that waits for its room's egresses (see
-// Config.EgressWait) once the last of them ended: without it the report
-// would wait for the deadline.
-const taskEgress = "egress"
-
 // egressWaitError asks for the report task again after d: egresses of the
 // room are still running and the egress wait has not run out.
 type egressWaitError struct{ d time.Duration }
