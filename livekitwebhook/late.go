@@ -122,12 +122,3 @@ func sameReport(r *lifecycle.Session, stored []byte) bool {
 	b, err := json.Marshal(r)
 	return err == nil && bytes.Equal(b, stored)
 }
-
-// viewOf is the session a record shows: its report once fixed (amended by
-// late events), else its state.
-func viewOf(rec *roomRecord) Session {
-	if rec.Reported && rec.Report != nil {
-		return sessionOf(*rec.Report)
-	}
-	return sessionOf(rec.State.Session())
-}

@@ -51,14 +51,6 @@ func (r *Receiver) SessionByIDInProject(ctx context.Context, project, sessionID 
 	return sessionOfRecord(rec), true, nil
 }
 
-// sessionOfRecord is the session view of a stored room.
-func sessionOfRecord(rec *roomRecord) Session {
-	if rec.Reported && rec.Report != nil {
-		return sessionOf(*rec.Report)
-	}
-	return sessionOf(rec.State.Session())
-}
-
 // findSession returns the record of the latest session with sessionID in
 // project q ("" for any: an *AmbiguousSessionError when several projects
 // have one), nil when there is none.
