@@ -14,14 +14,6 @@ import (
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/lifecycle"
 )
 
-// Keys written into a Beluga Session.State.
-const (
-	StateKeyRoomName = "livekit.room_name"
-	StateKeyRoomSID  = "livekit.room_sid"
-	StateKeySession  = "livekit.session_id"
-	StateKeyReport   = "livekit.report"
-)
-
 // belugaLink maps rooms to backend sessions and keeps their Beluga
 // sessions: what event application and reports need of the Beluga wiring.
 type belugaLink struct {
@@ -131,13 +123,4 @@ func (r belugaLink) finish(ctx context.Context, rep Report) error {
 		return svc.Delete(ctx, s.ID)
 	}
 	return nil
-}
-
-// onError tells every OnError hook about a failure.
-func (t hookTable) onError(ctx context.Context, ev *livekit.WebhookEvent, err error) {
-	for _, h := range t.all {
-		if h.OnError != nil {
-			h.OnError(ctx, ev, err)
-		}
-	}
 }

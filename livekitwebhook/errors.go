@@ -102,6 +102,17 @@ func refusal(err error) *RefusalError {
 	}
 }
 
+// ErrRoomFinished is the cause of the error the Plugin's BeforeTurn
+// returns for a session whose room has finished (and of Transport.Send
+// after room_finished). Test with errors.Is(err, ErrRoomFinished); the error
+// itself is a *core.Error with code core.ErrInvalidInput.
+//
+// It is deliberately a plain error, not a *core.Error: core.Error.Is matches
+// any two core.Errors with the same code, so a *core.Error sentinel would
+// also "match" unrelated invalid-input errors (the Runner wraps every
+// BeforeTurn failure in one).
+var ErrRoomFinished = errors.New("livekit room finished")
+
 // RoomFinishedError is how a transport bound to a room (TransportName)
 // tells voice.VoicePipeline.Run that the room's room_finished was
 // processed: Run returns it (errors.As), and errors.Is(err, ErrRoomFinished)

@@ -9,43 +9,11 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/lifecycle"
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/pipeline"
 )
-
-// Task kinds on the tasks stream.
-const (
-	taskFinalize = "finalize" // room_finished seen: report after the grace period
-	taskExpire   = "expire"   // no room_finished within MaxSessionAge
-)
-
-// eventSessionReport names a report in metrics and in the DLQ, where a
-// report waits when it owes a call to a hook no registration has (see
-// Hooks); Replay runs its task again.
-const eventSessionReport = "session_report"
-
-// task is a timer kept in the store (engine.Task).
-type task = engine.Task
-
-// scheduleFinalize publishes the timer once per (kind, room).
-func (p *processor) scheduleFinalize(ctx context.Context, rec *roomRecord, kind string, dueMs int64) error {
-	return p.scheduleTask(ctx, rec, task{Kind: kind, DueMs: dueMs})
-}
-
-// scheduleTask publishes t for rec's room; the message id deduplicates
-// repeated scheduling by retries and other replicas, so the first
-// scheduling's trace context is the one the task carries: for a finalize
-// task, that of the room_finished processing span.
-func (p *processor) scheduleTask(ctx context.Context, rec *roomRecord, t task) error {
-	t.SID, t.Project = rec.State.RoomSID, rec.State.Project
-	hdr := propagation.MapCarrier{}
-	p.tel.propagator.Inject(ctx, hdr)
-	return p.eng.Tasks.Schedule(ctx, t, hdr)
-}
 
 // dueTasks keeps out of the chain a timer that is not due yet (Later
 // brings it back when it is, with no report span and no failure) and one

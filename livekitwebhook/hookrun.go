@@ -113,14 +113,3 @@ func runHookCall(ctx context.Context, m pipeline.Message) error {
 	trace.SpanFromContext(ctx).SetAttributes(c.attrs...)
 	return c.fn(ctx)
 }
-
-func clonePending(m map[string]hookNames) map[string]hookNames {
-	if m == nil {
-		return nil
-	}
-	out := make(map[string]hookNames, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}

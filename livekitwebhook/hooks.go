@@ -218,3 +218,12 @@ func (t hookTable) endedNames() hookNames {
 	}
 	return out
 }
+
+// onError tells every OnError hook about a failure.
+func (t hookTable) onError(ctx context.Context, ev *livekit.WebhookEvent, err error) {
+	for _, h := range t.all {
+		if h.OnError != nil {
+			h.OnError(ctx, ev, err)
+		}
+	}
+}

@@ -18,7 +18,6 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
@@ -36,8 +35,6 @@ var legacySignatureKey = http.CanonicalHeaderKey(legacySignatureHeader)
 // ContentType is the Content-Type LiveKit's notifier sends. Intake also
 // takes application/json, or no Content-Type at all.
 const ContentType = "application/webhook+json"
-
-var decodeOpts = protojson.UnmarshalOptions{DiscardUnknown: true}
 
 // ServeHTTP is the webhook intake. It answers 200 (no body; the outcome in
 // the Lkwh-Outcome header) only once the event is durably stored (or was
@@ -191,20 +188,6 @@ func (r *Receiver) verifyAndDecode(authorization, legacySig string, body []byte)
 	return ev, res.APIKey, checkIDs(ev)
 }
 
-// maxIDLen bounds the ids LiveKit generates (an "EV_", "RM_" or "PA_"
-// prefix and 12 characters). Names (room names, identities, metadata) are
-// chosen by LiveKit's users and taken at any length: the engine bounds the
-// keys and subjects made of them (engine.Key, engine.Token).
-const maxIDLen = 256
-
-// clipID keeps an id refused as too long out of logs and spans.
-func clipID(id string) string {
-	if len(id) > maxIDLen {
-		return id[:maxIDLen] + "..."
-	}
-	return id
-}
-
 // checkIDs refuses an event whose ids no LiveKit server generates.
 func checkIDs(ev *livekit.WebhookEvent) error {
 	for _, id := range [...]struct{ field, v string }{
@@ -307,33 +290,4 @@ func (r *Receiver) refuse(ctx context.Context, w http.ResponseWriter, req *http.
 		r.opts.onRefused(req, ref)
 	}
 	writeJSON(w, ref.Status, refusalBody{Error: http.StatusText(ref.Status), Reason: ref.Reason})
-}
-
-func eventName(ev *livekit.WebhookEvent) string {
-	if ev == nil {
-		return ""
-	}
-	return ev.Event
-}
-
-// eventAttrs are the span attributes of an event. Never metadata, never
-// turnPassword.
-func eventAttrs(ev *livekit.WebhookEvent) []attribute.KeyValue {
-	kv := []attribute.KeyValue{
-		attribute.String(attrEvent, ev.Event),
-		attribute.String(attrEventID, clipID(ev.Id)),
-	}
-	if n := lifecycle.RoomName(ev); n != "" {
-		kv = append(kv, attribute.String(attrRoomName, n))
-	}
-	if s := lifecycle.RoomSID(ev); s != "" {
-		kv = append(kv, attribute.String(attrRoomSID, clipID(s)))
-	}
-	if p := ev.Participant; p != nil {
-		kv = append(kv,
-			attribute.String(attrPIdent, p.Identity),
-			attribute.String(attrPSID, clipID(p.Sid)),
-			attribute.String(attrPKind, lifecycle.Kind(p)))
-	}
-	return kv
 }

@@ -12,11 +12,6 @@ import (
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/lifecycle"
 )
 
-// taskEgress wakes a report that waits for its room's egresses (see
-// Config.EgressWait) once the last of them ended: without it the report
-// would wait for the deadline.
-const taskEgress = "egress"
-
 // egressWaitError asks for the report task again after d: egresses of the
 // room are still running and the egress wait has not run out.
 type egressWaitError struct{ d time.Duration }
@@ -126,13 +121,4 @@ func sameReport(r *lifecycle.Session, stored []byte) bool {
 	}
 	b, err := json.Marshal(r)
 	return err == nil && bytes.Equal(b, stored)
-}
-
-// viewOf is the session a record shows: its report once fixed (amended by
-// late events), else its state.
-func viewOf(rec *roomRecord) Session {
-	if rec.Reported && rec.Report != nil {
-		return sessionOf(*rec.Report)
-	}
-	return sessionOf(rec.State.Session())
 }

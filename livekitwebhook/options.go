@@ -78,3 +78,15 @@ func withClock(now func() time.Time) Option { return func(o *options) { o.clock 
 func WithRefusalHandler(f func(*http.Request, *RefusalError)) Option {
 	return func(o *options) { o.onRefused = f }
 }
+
+// WithReconciler enables reconciliation against LiveKit every interval.
+func WithReconciler(l RoomLister, interval time.Duration) Option {
+	return func(o *options) { o.lister, o.reconcileEvery = l, interval }
+}
+
+// WithReconcileCloseDelay changes how long a session whose room LiveKit no
+// longer lists waits for a late room_finished before it is closed
+// (default DefaultReconcileCloseDelay).
+func WithReconcileCloseDelay(d time.Duration) Option {
+	return func(o *options) { o.reconcileDelay = d }
+}

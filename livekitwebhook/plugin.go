@@ -3,7 +3,6 @@ package livekitwebhook
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/lookatitude/beluga-ai/v2/agent"
@@ -31,17 +30,6 @@ const (
 	RoomStatusActive   = "active"
 	RoomStatusFinished = "finished"
 )
-
-// ErrRoomFinished is the cause of the error the Plugin's BeforeTurn
-// returns for a session whose room has finished (and of Transport.Send
-// after room_finished). Test with errors.Is(err, ErrRoomFinished); the error
-// itself is a *core.Error with code core.ErrInvalidInput.
-//
-// It is deliberately a plain error, not a *core.Error: core.Error.Is matches
-// any two core.Errors with the same code, so a *core.Error sentinel would
-// also "match" unrelated invalid-input errors (the Runner wraps every
-// BeforeTurn failure in one).
-var ErrRoomFinished = errors.New("livekit room finished")
 
 // Plugin returns a runtime.Plugin (for runtime.WithPlugins) that ties agent
 // turns to the LiveKit room of their Beluga session. Before each turn it

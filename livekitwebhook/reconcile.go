@@ -2,7 +2,6 @@ package livekitwebhook
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"slices"
 	"sync"
@@ -71,18 +70,6 @@ type reconciler struct {
 
 	mu   sync.Mutex
 	last ReconcileStatus
-}
-
-// WithReconciler enables reconciliation against LiveKit every interval.
-func WithReconciler(l RoomLister, interval time.Duration) Option {
-	return func(o *options) { o.lister, o.reconcileEvery = l, interval }
-}
-
-// WithReconcileCloseDelay changes how long a session whose room LiveKit no
-// longer lists waits for a late room_finished before it is closed
-// (default DefaultReconcileCloseDelay).
-func WithReconcileCloseDelay(d time.Duration) Option {
-	return func(o *options) { o.reconcileDelay = d }
 }
 
 func (c *reconciler) run(ctx context.Context) {
@@ -186,29 +173,4 @@ func roomCreatedMs(r *livekit.Room) int64 {
 		return r.CreationTimeMs
 	}
 	return r.CreationTime * 1000
-}
-
-// Reconcile runs one reconciliation pass now (it also runs on its interval
-// once started with WithReconciler).
-func (r *Receiver) Reconcile(ctx context.Context) (ReconcileStatus, error) {
-	c := r.reconcilerRef()
-	if c == nil {
-		return ReconcileStatus{}, errors.New("livekitwebhook: no reconciler configured (WithReconciler)")
-	}
-	st := c.pass(ctx)
-	c.mu.Lock()
-	c.last = st
-	c.mu.Unlock()
-	return st, nil
-}
-
-// LastReconcile returns the latest pass's outcome.
-func (r *Receiver) LastReconcile() (ReconcileStatus, bool) {
-	c := r.reconcilerRef()
-	if c == nil {
-		return ReconcileStatus{}, false
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.last, !c.last.At.IsZero()
 }

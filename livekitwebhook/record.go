@@ -34,3 +34,31 @@ func isLegacyName(name string) bool {
 	_, err := strconv.ParseUint(name[1:], 10, 64)
 	return err == nil
 }
+
+// viewOf is the session a record shows: its report once fixed (amended by
+// late events), else its state.
+func viewOf(rec *roomRecord) Session {
+	if rec.Reported && rec.Report != nil {
+		return sessionOf(*rec.Report)
+	}
+	return sessionOf(rec.State.Session())
+}
+
+func clonePending(m map[string]hookNames) map[string]hookNames {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]hookNames, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// sessionOfRecord is the session view of a stored room.
+func sessionOfRecord(rec *roomRecord) Session {
+	if rec.Reported && rec.Report != nil {
+		return sessionOf(*rec.Report)
+	}
+	return sessionOf(rec.State.Session())
+}

@@ -16,20 +16,6 @@ func (p *processor) sweep(ctx context.Context) {
 	})
 }
 
-// every runs f each interval until ctx ends.
-func every(ctx context.Context, interval time.Duration, f func()) {
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			f()
-		}
-	}
-}
-
 func (p *processor) sweepOnce(ctx context.Context) error {
 	deadline := time.Now().Add(-p.d.maxAge).UnixMilli()
 	return p.rooms.EachOpen(ctx, func(rec *roomRecord) error {

@@ -191,3 +191,40 @@ func (n *Names) WatchFinished(ctx context.Context, roomName string) (<-chan Fini
 	}()
 	return out, nil
 }
+
+// StoredEvent is one event as the events stream holds it: the exact body
+// LiveKit signed, and when it was stored.
+type StoredEvent struct {
+	Seq      uint64
+	StoredAt time.Time
+	ID       string
+	Event    string
+	RoomSID  string // "" when the event named no room sid
+	Body     []byte
+}
+
+// OfRoom returns up to limit stored events of room name roomName that name
+// room sid sid or no sid at all, in stream order. It reads the room name's
+// subjects only.
+func (ev *Events) OfRoom(ctx context.Context, roomName, sid string, limit int) ([]StoredEvent, error) {
+	var out []StoredEvent
+	for _, subject := range RoomEventsSubjects(roomName) {
+		for seq := uint64(1); len(out) < limit; {
+			m, err := ev.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				break
+			}
+			if err != nil {
+				return out, err
+			}
+			seq = m.Sequence + 1
+			s := m.Header.Get(HeaderRoomSID)
+			if s != "" && s != sid {
+				continue
+			}
+			out = append(out, StoredEvent{Seq: m.Sequence, StoredAt: m.Time.UTC(), ID: m.Header.Get(HeaderEventID),
+				Event: m.Header.Get(HeaderEvent), RoomSID: s, Body: m.Data})
+		}
+	}
+	return out, nil
+}

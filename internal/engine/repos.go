@@ -201,83 +201,6 @@ func (ts *Tasks) Schedule(ctx context.Context, t Task, header map[string]string)
 	return err
 }
 
-// Reports are the final reports: a KV entry per project and room sid (read
-// back by sessions lookups) and a message on the reports subject, once.
-type Reports struct {
-	js     jetstream.JetStream
-	kv     jetstream.KeyValue
-	stream jetstream.Stream
-}
-
-// Store keeps the report of roomSID in project and publishes it on the
-// reports subject of sessionID (once: a repeat is deduplicated).
-func (rs *Reports) Store(ctx context.Context, project, roomSID, sessionID string, report []byte) error {
-	if _, err := rs.kv.Put(ctx, reportKey(project, roomSID), report); err != nil {
-		return fmt.Errorf("store report: %w", err)
-	}
-	msg := nats.NewMsg(ReportSubject(sessionID))
-	msg.Data = report
-	msg.Header.Set(HeaderRoomSID, roomSID)
-	msg.Header.Set("Lkwh-Session-Id", sessionID)
-	if project != "" {
-		msg.Header.Set(headerProject, project)
-	}
-	if _, err := rs.js.PublishMsg(ctx, msg, jetstream.WithMsgID("report/"+ProjectPrefix(project)+roomSID)); err != nil {
-		return fmt.Errorf("publish report: %w", err)
-	}
-	return nil
-}
-
-// Put replaces the stored report of roomSID in project (the KV entry)
-// without publishing it again: a report amended by events that arrived
-// after it was published.
-func (rs *Reports) Put(ctx context.Context, project, roomSID string, report []byte) error {
-	if _, err := rs.kv.Put(ctx, reportKey(project, roomSID), report); err != nil {
-		return fmt.Errorf("store report: %w", err)
-	}
-	return nil
-}
-
-// Tail calls f with published reports, newest first, until f returns false
-// or none is left; each as stored now (see Put), else as published. Its
-// cost follows what f takes, not history.
-func (rs *Reports) Tail(ctx context.Context, f func(report []byte) bool) error {
-	info, err := rs.stream.Info(ctx)
-	if err != nil {
-		return err
-	}
-	for seq := info.State.LastSeq; seq >= info.State.FirstSeq && seq > 0; seq-- {
-		m, err := rs.stream.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		data := m.Data
-		if sid := m.Header.Get(HeaderRoomSID); sid != "" {
-			e, err := rs.kv.Get(ctx, reportKey(m.Header.Get(headerProject), sid))
-			switch {
-			case err == nil:
-				data = e.Value()
-			case !errors.Is(err, jetstream.ErrKeyNotFound):
-				return err
-			}
-		}
-		if !f(data) {
-			return nil
-		}
-	}
-	return nil
-}
-
-// headerProject names the project of a published report.
-const headerProject = "Lkwh-Project"
-
-// reportKey is the KV key of a room's report: two projects may (in
-// principle) reuse a room sid, and each keeps its own report.
-func reportKey(project, roomSID string) string { return ProjectPrefix(project) + Key(roomSID) }
-
 // DeadLetters is the DLQ stream.
 type DeadLetters struct {
 	js     jetstream.JetStream
@@ -373,4 +296,13 @@ func (d *DeadLetters) Replay(ctx context.Context, dl DeadLetter, taskEvent strin
 		return err
 	}
 	return nil
+}
+
+// Count is how many dead letters are stored.
+func (d *DeadLetters) Count(ctx context.Context) (uint64, error) {
+	info, err := d.stream.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.Msgs, nil
 }
