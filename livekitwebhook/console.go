@@ -125,7 +125,7 @@ func (s consoleSource) Session(ctx context.Context, project, sid string) ([]byte
 	if err != nil || rec == nil {
 		return nil, "", false, err
 	}
-	b, err := json.Marshal(sessionOfRecord(rec))
+	b, err := json.Marshal(viewOf(rec))
 	return b, rec.TraceParent, err == nil, err
 }
 

@@ -116,7 +116,7 @@ func (r *Receiver) roomOfSession(ctx context.Context, sessionID string) (s Sessi
 	if err != nil || rec == nil {
 		return Session{}, "", false, err
 	}
-	return sessionOfRecord(rec), rec.TraceParent, true, nil
+	return viewOf(rec), rec.TraceParent, true, nil
 }
 
 // AfterTurn returns events unchanged.

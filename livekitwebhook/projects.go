@@ -48,7 +48,7 @@ func (r *Receiver) SessionByIDInProject(ctx context.Context, project, sessionID 
 	if err != nil || rec == nil {
 		return Session{}, false, err
 	}
-	return sessionOfRecord(rec), true, nil
+	return viewOf(rec), true, nil
 }
 
 // findSession returns the record of the latest session with sessionID in
@@ -160,7 +160,7 @@ func (r *Receiver) roomInProjects(ctx context.Context, name, q string) (Session,
 		if rec == nil {
 			continue
 		}
-		s := sessionOfRecord(rec)
+		s := viewOf(rec)
 		if !ok || later(s, best) {
 			best, ok = s, true
 		}

@@ -54,11 +54,3 @@ func clonePending(m map[string]hookNames) map[string]hookNames {
 	}
 	return out
 }
-
-// sessionOfRecord is the session view of a stored room.
-func sessionOfRecord(rec *roomRecord) Session {
-	if rec.Reported && rec.Report != nil {
-		return sessionOf(*rec.Report)
-	}
-	return sessionOf(rec.State.Session())
-}

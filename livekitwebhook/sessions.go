@@ -98,7 +98,7 @@ func (r *Receiver) SessionByRoomSID(ctx context.Context, sid string) (Session, b
 			return Session{}, false, err
 		}
 		if rec != nil {
-			return sessionOfRecord(rec), true, nil
+			return viewOf(rec), true, nil
 		}
 	}
 	return Session{}, false, nil
