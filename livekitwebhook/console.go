@@ -156,11 +156,21 @@ func (s consoleSource) Trail(ctx context.Context, project, sid string, limit int
 		for id, ms := range rec.AppliedMs {
 			out = append(out, console.TrailEntry{Kind: engine.TrailApplied, EventID: id, At: time.UnixMilli(ms).UTC()})
 		}
+		for k, ms := range rec.HookOKMs {
+			id, hook := engine.SplitHookCallKey(k)
+			e := console.TrailEntry{Kind: engine.TrailHook, EventID: id, Hook: hook, At: time.UnixMilli(ms).UTC()}
+			if id == eventSessionReport { // as trailHook records the report's hooks
+				e.EventID, e.Event = rec.State.RoomSID, eventSessionReport
+			}
+			out = append(out, e)
+		}
 	}
 	list, err := eng.Trail.Of(ctx, sid, limit)
 	for _, e := range list {
 		out = append(out, console.TrailEntry{Kind: e.Kind, EventID: e.EventID, Event: e.Event, Stage: e.Stage, Hook: e.Hook, Error: e.Error, At: e.At()})
 	}
+	// In time order: the console numbers a hook's attempts in this order.
+	slices.SortStableFunc(out, func(a, b console.TrailEntry) int { return a.At.Compare(b.At) })
 	return out, err
 }
 

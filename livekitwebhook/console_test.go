@@ -271,3 +271,37 @@ func TestConsoleIntakeAndVerify(t *testing.T) {
 		t.Errorf("bad verdict missing:\n%s", res)
 	}
 }
+
+// TestConsoleShowsReportHookCalls: the report's hook calls, a failure (from
+// the trail) then the retried success (kept in the room's record), show on
+// the call page in order, numbered as attempts.
+func TestConsoleShowsReportHookCalls(t *testing.T) {
+	var calls atomic.Int32
+	cfg := testConfig(t)
+	cfg.MaxAttempts = 5
+	tr := startReceiver(t, cfg, WithHooks(Hooks{Name: "billing", OnSessionEnded: func(context.Context, Report) error {
+		if calls.Add(1) == 1 {
+			return errors.New("billing down")
+		}
+		return nil
+	}}))
+	sid := livekitwebhooktest.NewID("RM_")
+	for _, ev := range []*livekit.WebhookEvent{
+		livekitwebhooktest.RoomEvent("room_started", "billed", sid),
+		livekitwebhooktest.RoomEvent("room_finished", "billed", sid),
+	} {
+		if code, body := postEvent(t, tr.url, ev); code != http.StatusOK {
+			t.Fatalf("post: %d %s", code, body)
+		}
+	}
+	var call string
+	eventually(t, 30*time.Second, "both report hook calls on the call page", func() bool {
+		_, call, _ = consoleGet(t, tr, "/call?sid="+url.QueryEscape(sid), nil)
+		return strings.Contains(call, "attempt 2 at")
+	})
+	first := strings.Index(call, "attempt 1 at")
+	second := strings.Index(call, "attempt 2 at")
+	if first < 0 || second < first || !strings.Contains(call[first:second], "billing down") || !strings.Contains(call[second:], ": ok</li>") {
+		t.Fatalf("report hooks on the call page:\n%s", call)
+	}
+}

@@ -234,7 +234,7 @@ func (p *processor) deliver(ctx context.Context, key string, rec *roomRecord, ca
 	// failed: a hook returned an error (retried); unknown: a name no hook
 	// has (dead-lettered, but only once nothing is left to retry).
 	var failed, unknown error
-	var done hookNames
+	var done, okHooks hookNames
 	for _, name := range rec.EndedPending {
 		h, err := p.hooks.endedHook(name)
 		if err != nil {
@@ -243,12 +243,13 @@ func (p *processor) deliver(ctx context.Context, key string, rec *roomRecord, ca
 		}
 		p.warnIfLegacy(name, h.name)
 		err = p.callEnded(ctx, h, rep)
-		p.trailHook(r.RoomSID, r.RoomSID, eventSessionReport, h.name, err)
 		if err != nil {
+			p.trailHook(r.RoomSID, r.RoomSID, eventSessionReport, h.name, err)
 			failed = cmp.Or(failed, fmt.Errorf("hook %s: %w", h.name, err))
 			continue
 		}
 		done = append(done, name)
+		okHooks = append(okHooks, h.name)
 	}
 	after, err := p.rooms.Update(ctx, key, cache, func(cur *roomRecord) (*roomRecord, error) {
 		if cur == nil || cur.Delivered {
@@ -256,6 +257,7 @@ func (p *processor) deliver(ctx context.Context, key string, rec *roomRecord, ca
 		}
 		next := *cur
 		next.EndedPending = cur.EndedPending.Without(done)
+		next.HookOKMs = withHookOK(cur.HookOKMs, eventSessionReport, okHooks)
 		next.Delivered = failed == nil && len(next.EndedPending) == 0
 		// Amended by a late event since rec was read: the stored copy
 		// may be the older one just written.

@@ -22,7 +22,7 @@ func (p *processor) runHooks(ctx context.Context, key, id string, ev *livekit.We
 		return nil
 	}
 	view := viewOf(rec)
-	var done hookNames
+	var done, okHooks hookNames
 	var firstErr error
 	for _, name := range pending {
 		h, err := p.hooks.eventHook(name, ev.Event)
@@ -31,7 +31,9 @@ func (p *processor) runHooks(ctx context.Context, key, id string, ev *livekit.We
 			if err = p.callHook(ctx, h, ev, view); err != nil {
 				err = fmt.Errorf("hook %s: %w", h.name, err)
 			}
-			p.trailHook(rec.State.RoomSID, id, ev.Event, h.name, err)
+			if err != nil {
+				p.trailHook(rec.State.RoomSID, id, ev.Event, h.name, err)
+			}
 		}
 		if err != nil {
 			if firstErr == nil {
@@ -40,6 +42,7 @@ func (p *processor) runHooks(ctx context.Context, key, id string, ev *livekit.We
 			continue
 		}
 		done = append(done, name)
+		okHooks = append(okHooks, h.name)
 	}
 	if len(done) > 0 {
 		_, err := p.rooms.Update(ctx, key, cache, func(cur *roomRecord) (*roomRecord, error) {
@@ -54,6 +57,7 @@ func (p *processor) runHooks(ctx context.Context, key, id string, ev *livekit.We
 			} else {
 				next.Pending[id] = left
 			}
+			next.HookOKMs = withHookOK(cur.HookOKMs, id, okHooks)
 			return &next, nil
 		})
 		if err != nil && firstErr == nil {

@@ -1,6 +1,11 @@
 package livekitwebhook
 
-import "github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
+import (
+	"maps"
+	"time"
+
+	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
+)
 
 // The room trail: what the console shows of each event beyond the event
 // itself (duplicates, late events, dead letters, hook calls).
@@ -20,4 +25,23 @@ func (p *processor) trailHook(sid, id, event, hook string, err error) {
 		e.Error = err.Error()
 	}
 	p.trail(sid, e)
+}
+
+// withHookOK returns a copy of m with the successful calls of hooks for
+// event id (eventSessionReport for the report's hooks) stamped now: the
+// console's record of successes, kept in the record write that settles
+// them rather than in a trail write per call.
+func withHookOK(m map[string]int64, id string, hooks hookNames) map[string]int64 {
+	if len(hooks) == 0 {
+		return m
+	}
+	out := maps.Clone(m)
+	if out == nil {
+		out = make(map[string]int64, len(hooks))
+	}
+	now := time.Now().UnixMilli()
+	for _, h := range hooks {
+		out[engine.HookCallKey(id, h)] = now
+	}
+	return out
 }

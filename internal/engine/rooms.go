@@ -52,6 +52,19 @@ type Room struct {
 	// operator's console: kept in the record, which every applied event
 	// writes anyway, rather than in a write of its own.
 	AppliedMs map[string]int64 `json:"am,omitempty"`
+	// HookOKMs is when each hook call succeeded (unix ms), keyed by
+	// HookCallKey: also for the console, in the write that clears the call
+	// from Pending; failed calls, rare, go to the trail stream.
+	HookOKMs map[string]int64 `json:"hok,omitempty"`
+}
+
+// HookCallKey names one hook's call for one event in Room.HookOKMs.
+func HookCallKey(eventID, hook string) string { return eventID + " " + hook }
+
+// SplitHookCallKey is the inverse of HookCallKey (event ids have no space).
+func SplitHookCallKey(k string) (eventID, hook string) {
+	eventID, hook, _ = strings.Cut(k, " ")
+	return eventID, hook
 }
 
 // HookNames are the durable names of the hooks a call is owed to. Versions
