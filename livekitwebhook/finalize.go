@@ -48,6 +48,7 @@ func (p *processor) handleTask(ctx context.Context, m pipeline.Message) error {
 	err := p.finalize(ctx, t, newRecordCache(1))
 	p.lane.RUnlock()
 	var wait egressWaitError
+	var hookErr reportHookError
 	switch {
 	case errors.Is(err, errEventsPending):
 		return pipeline.Later(time.Second)
@@ -56,9 +57,27 @@ func (p *processor) handleTask(ctx context.Context, m pipeline.Message) error {
 	case errors.Is(err, ErrUnknownHook):
 		// No retry makes a hook appear in this process.
 		return pipeline.Permanent(err)
+	case errors.As(err, &hookErr) && hookErr.failures >= p.cfg.MaxAttempts:
+		// The report is stored and published; what is owed is the call
+		// of a hook that keeps failing: dead-letter it (Replay calls it
+		// again) rather than retry a user's outage forever.
+		return pipeline.Permanent(err)
 	}
 	return err
 }
+
+// reportHookError is an OnSessionEnded hook's failure: retried like any
+// failure of the report, dead-lettered after Config.MaxAttempts failed
+// calls in a row (counted in the room's record, so waits for events or
+// egresses do not count; failures of the store are retried until they
+// pass).
+type reportHookError struct {
+	err      error
+	failures int
+}
+
+func (e reportHookError) Error() string { return e.err.Error() }
+func (e reportHookError) Unwrap() error { return e.err }
 
 // reportRetried accounts for a report's failure that will be retried.
 func (p *processor) reportRetried(ctx context.Context, m pipeline.Message, err error, _ time.Duration) {
@@ -259,6 +278,10 @@ func (p *processor) deliver(ctx context.Context, key string, rec *roomRecord, ca
 		next.EndedPending = cur.EndedPending.Without(done)
 		next.HookOKMs = withHookOK(cur.HookOKMs, eventSessionReport, okHooks)
 		next.Delivered = failed == nil && len(next.EndedPending) == 0
+		next.EndedFailures = 0
+		if failed != nil {
+			next.EndedFailures = cur.EndedFailures + 1
+		}
 		// Amended by a late event since rec was read: the stored copy
 		// may be the older one just written.
 		next.ReportStale = cur.ReportStale || !sameReport(cur.Report, b)
@@ -266,6 +289,9 @@ func (p *processor) deliver(ctx context.Context, key string, rec *roomRecord, ca
 	})
 	if err == nil {
 		err = p.storeAmended(ctx, key, after, cache)
+	}
+	if failed != nil && after != nil {
+		failed = reportHookError{failed, after.EndedFailures}
 	}
 	return cmp.Or(failed, err, unknown)
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/livekit/protocol/livekit"
 
 	"github.com/beluga-ai-contrib/beluga-livekit/internal/engine"
+	"github.com/beluga-ai-contrib/beluga-livekit/livekitwebhook/livekitwebhooktest"
 )
 
 // TestReportsFollowGraceUnderBurst: rooms finishing all at once are each
@@ -349,4 +351,55 @@ func (w *reportWatch) checkOnce(t testing.TB, rooms int) {
 	if len(w.published) != rooms || len(w.ended) != rooms {
 		t.Errorf("reports for %d (published) and %d (ended) rooms, want %d", len(w.published), len(w.ended), rooms)
 	}
+}
+
+// TestFailingSessionEndedHookDeadLettered: an OnSessionEnded hook that keeps
+// failing is dead-lettered after MaxAttempts failed calls (before, the
+// report task was retried forever and nothing showed in the DLQ); the
+// report itself is stored; Replay calls the hook again.
+func TestFailingSessionEndedHookDeadLettered(t *testing.T) {
+	var failing atomic.Bool
+	failing.Store(true)
+	var calls, ok atomic.Int32
+	cfg := testConfig(t)
+	cfg.MaxAttempts = 3
+	tr := startReceiver(t, cfg, WithHooks(Hooks{Name: "billing", OnSessionEnded: func(context.Context, Report) error {
+		calls.Add(1)
+		if failing.Load() {
+			return errors.New("billing down")
+		}
+		ok.Add(1)
+		return nil
+	}}))
+	sid := livekitwebhooktest.NewID("RM_")
+	for _, ev := range []*livekit.WebhookEvent{
+		livekitwebhooktest.RoomEvent("room_started", "billed", sid),
+		livekitwebhooktest.RoomEvent("room_finished", "billed", sid),
+	} {
+		if code, body := postEvent(t, tr.url, ev); code != http.StatusOK {
+			t.Fatalf("post: %d %s", code, body)
+		}
+	}
+	var dls []DeadLetter
+	eventually(t, 60*time.Second, "the report's hook dead-lettered", func() bool {
+		dls, _ = tr.DeadLetters(context.Background(), 0)
+		return len(dls) == 1
+	})
+	if dl := dls[0]; dl.Event != eventSessionReport || dl.EventID != sid || !strings.Contains(dl.Error, "billing down") {
+		t.Fatalf("dead letter %+v", dl)
+	}
+	if n := calls.Load(); n != int32(cfg.MaxAttempts) {
+		t.Errorf("hook called %d times before dead-lettering, want %d", n, cfg.MaxAttempts)
+	}
+	if reports, err := tr.EndedSessions(context.Background(), 10); err != nil || len(reports) != 1 {
+		t.Fatalf("stored reports: %v %v", reports, err)
+	}
+	failing.Store(false)
+	if n, err := tr.Replay(context.Background(), sid); err != nil || n != 1 {
+		t.Fatalf("replay: %d %v", n, err)
+	}
+	eventually(t, 30*time.Second, "the replayed hook succeeded, nothing left dead", func() bool {
+		dls, _ = tr.DeadLetters(context.Background(), 0)
+		return ok.Load() == 1 && len(dls) == 0
+	})
 }

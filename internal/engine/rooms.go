@@ -44,6 +44,8 @@ type Room struct {
 	// is set once the report is stored, published and handed to them.
 	EndedPending HookNames `json:"ep,omitempty"`
 	Delivered    bool      `json:"del,omitempty"`
+	// EndedFailures counts the report's failed hook rounds in a row.
+	EndedFailures int `json:"ef,omitempty"`
 	// ReportStale is set when Report was amended (by events that arrived
 	// after it was fixed) or may differ from the stored copy, and cleared
 	// once the stored copy (Reports.Put) holds it.
