@@ -47,16 +47,34 @@ const (
 	talkFor     = 3 * time.Second
 )
 
-// sipScenario is the part both tests share: a room, an agent that places
-// the call, the SIP participant dialing then ringing for ringFor.
+// sipScenario is the part the tests share: a room with the agent agent-A
+// in it, and the SIP participant identity of call.
 type sipScenario struct {
-	e     *e2eEnv
-	room  *livekit.Room
-	agent interface{ Disconnect() }
-	sip   *lkserver.SIPParticipant
+	e        *e2eEnv
+	room     *livekit.Room
+	agent    interface{ Disconnect() }
+	sip      *lkserver.SIPParticipant
+	identity string
+	call     lkserver.SIPCall
 }
 
+// startSIPCall starts the outbound call: an agent places it, it dials
+// (the live view has the call with no outcome yet), then rings for ringFor.
 func startSIPCall(t *testing.T, roomName string) *sipScenario {
+	t.Helper()
+	sc := startSIPRoom(t, roomName)
+	live := sc.joinSIP(t, sipIdentity, sipCall)
+	if c := live.Sip; c.Outcome != "" || c.CallStatus != "dialing" || c.AnsweredAt != nil ||
+		c.Direction != "outbound" || c.CallID != sipCall.CallID {
+		t.Errorf("live view of the dialing call = %s\nwant outbound, call_status dialing, no outcome, no answered_at", dump(c))
+	}
+	sc.sip.SetStatus(t, "ringing") // the callee's 180
+	time.Sleep(ringFor)            // it rings (wall time the call spends unanswered, not a sync)
+	return sc
+}
+
+// startSIPRoom creates roomName and joins agent-A.
+func startSIPRoom(t *testing.T, roomName string) *sipScenario {
 	t.Helper()
 	e := startEnv(t, servetest.Options{Args: []string{"--finalize-grace", "1s"}}, lkserver.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -68,24 +86,23 @@ func startSIPCall(t *testing.T, roomName string) *sipScenario {
 	e.rec.wait(t, stepTimeout, "room_started", isEvent(webhook.EventRoomStarted, roomName, ""))
 	agent := lkserver.Join(t, e.lk, roomName, "agent-A", livekit.ParticipantInfo_AGENT, false)
 	e.rec.wait(t, stepTimeout, "participant_joined agent-A", isEvent(webhook.EventParticipantJoined, roomName, "agent-A"))
+	return &sipScenario{e: e, room: room, agent: agent}
+}
 
-	sip := lkserver.JoinSIP(t, e.lk, roomName, sipIdentity, sipCall)
-	e.rec.wait(t, stepTimeout, "participant_joined "+sipIdentity, isEvent(webhook.EventParticipantJoined, roomName, sipIdentity))
-	e.rec.wait(t, stepTimeout, "track_published "+sipIdentity, isEvent(webhook.EventTrackPublished, roomName, sipIdentity))
-
-	// While it dials, the live view has the call with no outcome yet.
-	mid := e.serve.WaitActive(t, stepTimeout, roomName, func(s servetest.Session) bool {
-		p := s.Participant(sipIdentity)
-		return s.RoomSID == room.Sid && p != nil && p.Sip != nil
+// joinSIP joins the SIP participant identity of call, waits for its
+// participant_joined and track_published and returns it from the live view
+// once that has its sip object.
+func (sc *sipScenario) joinSIP(t *testing.T, identity string, call lkserver.SIPCall) *servetest.Participant {
+	t.Helper()
+	sc.identity, sc.call = identity, call
+	sc.sip = lkserver.JoinSIP(t, sc.e.lk, sc.room.Name, identity, call)
+	sc.e.rec.wait(t, stepTimeout, "participant_joined "+identity, isEvent(webhook.EventParticipantJoined, sc.room.Name, identity))
+	sc.e.rec.wait(t, stepTimeout, "track_published "+identity, isEvent(webhook.EventTrackPublished, sc.room.Name, identity))
+	mid := sc.e.serve.WaitActive(t, stepTimeout, sc.room.Name, func(s servetest.Session) bool {
+		p := s.Participant(identity)
+		return s.RoomSID == sc.room.Sid && p != nil && p.Sip != nil
 	})
-	if c := mid.Participant(sipIdentity).Sip; c.Outcome != "" || c.CallStatus != "dialing" || c.AnsweredAt != nil ||
-		c.Direction != "outbound" || c.CallID != sipCall.CallID {
-		t.Errorf("live view of the dialing call = %s\nwant outbound, call_status dialing, no outcome, no answered_at", dump(c))
-	}
-
-	sip.SetStatus(t, "ringing") // the callee's 180
-	time.Sleep(ringFor)         // it rings (wall time the call spends unanswered, not a sync)
-	return &sipScenario{e: e, room: room, agent: agent, sip: sip}
+	return mid.Participant(identity)
 }
 
 // finish deletes the room and returns the final report and the events the
@@ -113,44 +130,61 @@ func (sc *sipScenario) finish(t *testing.T) (servetest.Session, []*livekit.Webho
 	return rep, sent
 }
 
-// sipEvent returns the event name of the SIP participant in sent.
-func sipEvent(t *testing.T, sent []*livekit.WebhookEvent, name string) *livekit.WebhookEvent {
+// event returns the event name of the SIP participant in sent.
+func (sc *sipScenario) event(t *testing.T, sent []*livekit.WebhookEvent, name string) *livekit.WebhookEvent {
 	t.Helper()
 	for _, ev := range sent {
-		if ev.GetEvent() == name && ev.GetParticipant().GetIdentity() == sipIdentity {
+		if ev.GetEvent() == name && ev.GetParticipant().GetIdentity() == sc.identity {
 			return ev
 		}
 	}
-	t.Fatalf("livekit-server sent no %s of %s: %v", name, sipIdentity, eventNames(sent))
+	t.Fatalf("livekit-server sent no %s of %s: %v", name, sc.identity, eventNames(sent))
 	return nil
 }
 
-// checkSIPJoin checks what real livekit-server says of the SIP participant
-// when it joins: kind SIP, the call's attributes, sip.callStatus dialing.
-func checkSIPJoin(t *testing.T, sent []*livekit.WebhookEvent) *livekit.ParticipantInfo {
+// checkJoin checks what real livekit-server says of the SIP participant
+// when it joins: kind SIP, the call's attributes, sip.callStatus status.
+func (sc *sipScenario) checkJoin(t *testing.T, sent []*livekit.WebhookEvent, status string) *livekit.ParticipantInfo {
 	t.Helper()
-	p := sipEvent(t, sent, webhook.EventParticipantJoined).GetParticipant()
-	a := p.GetAttributes()
-	if p.GetKind() != livekit.ParticipantInfo_SIP || a[livekit.AttrSIPCallID] != sipCall.CallID ||
-		a[livekit.AttrSIPTrunkID] != sipCall.TrunkID || a[livekit.AttrSIPPhoneNumber] != sipCall.PhoneNumber ||
-		a[livekit.AttrSIPTrunkNumber] != sipCall.TrunkPhoneNumber || a[livekit.AttrSIPCallStatus] != "dialing" {
-		t.Errorf("participant_joined of %s: kind %v attributes %v; want SIP and the call's sip.* attributes, dialing", sipIdentity, p.GetKind(), a)
+	p := sc.event(t, sent, webhook.EventParticipantJoined).GetParticipant()
+	a, c := p.GetAttributes(), sc.call
+	if p.GetKind() != livekit.ParticipantInfo_SIP || a[livekit.AttrSIPCallID] != c.CallID ||
+		a[livekit.AttrSIPTrunkID] != c.TrunkID || a[livekit.AttrSIPDispatchRuleID] != c.RuleID ||
+		a[livekit.AttrSIPPhoneNumber] != c.PhoneNumber || a[livekit.AttrSIPTrunkNumber] != c.TrunkPhoneNumber ||
+		a[livekit.AttrSIPCallStatus] != status {
+		t.Errorf("participant_joined of %s: kind %v attributes %v; want SIP and the call's sip.* attributes, %s", sc.identity, p.GetKind(), a, status)
 	}
 	if p.GetJoinedAtMs() <= 0 {
-		t.Fatalf("participant_joined of %s has no joinedAtMs", sipIdentity)
+		t.Fatalf("participant_joined of %s has no joinedAtMs", sc.identity)
 	}
 	return p
 }
 
-// checkSIPIdentity checks the fields of the report's sip object that come
-// from the call's attributes.
-func checkSIPIdentity(t *testing.T, c *servetest.SIPCall) {
+// checkIdentity checks the fields of the report's sip object that come
+// from the call's attributes: direction is inbound with a rule id.
+func (sc *sipScenario) checkIdentity(t *testing.T, c *servetest.SIPCall) {
 	t.Helper()
-	if c.CallID != sipCall.CallID || c.TrunkID != sipCall.TrunkID || c.RuleID != "" ||
-		c.PhoneNumber != sipCall.PhoneNumber || c.TrunkPhoneNumber != sipCall.TrunkPhoneNumber || c.Direction != "outbound" {
-		t.Errorf("sip = %s\nwant call %s, trunk %s, no rule, numbers %s/%s, outbound", dump(c),
-			sipCall.CallID, sipCall.TrunkID, sipCall.PhoneNumber, sipCall.TrunkPhoneNumber)
+	want := sc.call
+	dir := "outbound"
+	if want.RuleID != "" {
+		dir = "inbound"
 	}
+	if c.CallID != want.CallID || c.TrunkID != want.TrunkID || c.RuleID != want.RuleID ||
+		c.PhoneNumber != want.PhoneNumber || c.TrunkPhoneNumber != want.TrunkPhoneNumber || c.Direction != dir {
+		t.Errorf("sip = %s\nwant call %s, trunk %s, rule %q, numbers %s/%s, %s", dump(c),
+			want.CallID, want.TrunkID, want.RuleID, want.PhoneNumber, want.TrunkPhoneNumber, dir)
+	}
+}
+
+// reportedSIP returns the SIP participant and agent-A of rep, failing
+// unless they are its two participants and the call has a sip object.
+func (sc *sipScenario) reportedSIP(t *testing.T, rep servetest.Session) (p, agent *servetest.Participant) {
+	t.Helper()
+	p, agent = rep.Participant(sc.identity), rep.Participant("agent-A")
+	if p == nil || agent == nil || len(rep.Participants) != 2 || p.Sip == nil {
+		t.Fatalf("participants = %s, want agent-A and %s with a sip object", dump(rep.Participants), sc.identity)
+	}
+	return p, agent
 }
 
 // TestSIPOutboundAnswered: an agent places an outbound call; it dials,
@@ -169,8 +203,8 @@ func TestSIPOutboundAnswered(t *testing.T) {
 	sc.e.rec.wait(t, stepTimeout, "participant_left "+sipIdentity, isEvent(webhook.EventParticipantLeft, sc.room.Name, sipIdentity))
 	rep, sent := sc.finish(t)
 
-	joined := checkSIPJoin(t, sent)
-	left := sipEvent(t, sent, webhook.EventParticipantLeft)
+	joined := sc.checkJoin(t, sent, "dialing")
+	left := sc.event(t, sent, webhook.EventParticipantLeft)
 	la := left.GetParticipant().GetAttributes()
 	answerMs := answeredAt.UnixMilli()
 	if la[livekit.AttrSIPAnswerTime] != strconv.FormatInt(answerMs, 10) || la[livekit.AttrSIPCallStatus] != "hangup" ||
@@ -190,17 +224,14 @@ func TestSIPOutboundAnswered(t *testing.T) {
 	if rep.Disposition != "completed" {
 		t.Errorf("disposition = %q, want completed (an answered call)", rep.Disposition)
 	}
-	p, agent := rep.Participant(sipIdentity), rep.Participant("agent-A")
-	if p == nil || agent == nil || len(rep.Participants) != 2 || p.Sip == nil {
-		t.Fatalf("participants = %s, want agent-A and %s with a sip object", dump(rep.Participants), sipIdentity)
-	}
+	p, agent := sc.reportedSIP(t, rep)
 	if p.Kind != "sip" || p.State != "left" || p.DisconnectReason != "CLIENT_INITIATED" || p.LeftAt == nil ||
 		p.LeftAt.UnixMilli() != leftMs || p.JoinedAt.UnixMilli() != joined.GetJoinedAtMs() {
 		t.Errorf("%s = %s\nwant kind sip, left at %d (participant_left createdAt), joined at %d, CLIENT_INITIATED",
 			sipIdentity, dump(p), leftMs, joined.GetJoinedAtMs())
 	}
 	c := p.Sip
-	checkSIPIdentity(t, c)
+	sc.checkIdentity(t, c)
 	if c.Outcome != "answered" || c.CallStatus != "hangup" || c.AnsweredAt == nil || c.AnsweredAt.UnixMilli() != answerMs {
 		t.Errorf("sip = %s\nwant outcome answered, call_status hangup, answered_at %s", dump(c), time.UnixMilli(answerMs).UTC().Format(time.RFC3339Nano))
 	}
@@ -232,39 +263,127 @@ func TestSIPOutboundAnswered(t *testing.T) {
 // no_answer, no answered_at, 0 talk seconds, and, the agent not counting as
 // a caller, disposition no_answer.
 func TestSIPOutboundNoAnswer(t *testing.T) {
-	sc := startSIPCall(t, "sip-call-no-answer")
-	sc.sip.End(livekit.DisconnectReason_USER_UNAVAILABLE)
+	sc := endUnanswered(t, "sip-call-no-answer", livekit.DisconnectReason_USER_UNAVAILABLE, "no_answer")
+	captureSIP(t, sc, sipNoAnswerDir, sipNoAnswerReadme)
+}
+
+// TestSIPOutboundRejected: the call dials and rings for 2.5 s; the callee
+// declines (a 603) and livekit-sip ends the call as rejected: no status
+// change and a leave with USER_REJECTED. The report: outcome rejected, no
+// answered_at, 0 talk seconds, and (the agent is no caller) disposition
+// rejected.
+func TestSIPOutboundRejected(t *testing.T) {
+	endUnanswered(t, "sip-call-rejected", livekit.DisconnectReason_USER_REJECTED, "rejected")
+}
+
+// endUnanswered runs an outbound call that rings and ends unanswered with
+// reason, and checks the report: outcome (= disposition, the only caller
+// being this call), call_status ringing, no answered_at, 0 seconds.
+func endUnanswered(t *testing.T, roomName string, reason livekit.DisconnectReason, outcome string) *sipScenario {
+	t.Helper()
+	sc := startSIPCall(t, roomName)
+	sc.sip.End(reason)
 	sc.e.rec.wait(t, stepTimeout, "participant_left "+sipIdentity, isEvent(webhook.EventParticipantLeft, sc.room.Name, sipIdentity))
 	rep, sent := sc.finish(t)
 
-	checkSIPJoin(t, sent)
-	left := sipEvent(t, sent, webhook.EventParticipantLeft).GetParticipant()
+	sc.checkJoin(t, sent, "dialing")
+	left := sc.event(t, sent, webhook.EventParticipantLeft).GetParticipant()
 	if la := left.GetAttributes(); la[livekit.AttrSIPCallStatus] != "ringing" || la[livekit.AttrSIPAnswerTime] != "" ||
-		left.GetDisconnectReason() != livekit.DisconnectReason_USER_UNAVAILABLE {
-		t.Errorf("participant_left of %s: attributes %v reason %v; want ringing, no lk.sip.answerTime, USER_UNAVAILABLE",
-			sipIdentity, la, left.GetDisconnectReason())
+		left.GetDisconnectReason() != reason {
+		t.Errorf("participant_left of %s: attributes %v reason %v; want ringing, no lk.sip.answerTime, %v",
+			sipIdentity, la, left.GetDisconnectReason(), reason)
 	}
 
-	if rep.Disposition != "no_answer" {
-		t.Errorf("disposition = %q, want no_answer (the only caller never answered)", rep.Disposition)
+	if rep.Disposition != outcome {
+		t.Errorf("disposition = %q, want %s (the only caller never answered)", rep.Disposition, outcome)
 	}
-	p, agent := rep.Participant(sipIdentity), rep.Participant("agent-A")
-	if p == nil || agent == nil || len(rep.Participants) != 2 || p.Sip == nil {
-		t.Fatalf("participants = %s, want agent-A and %s with a sip object", dump(rep.Participants), sipIdentity)
-	}
-	if p.Kind != "sip" || p.State != "left" || p.DisconnectReason != "USER_UNAVAILABLE" || p.Seconds != 0 {
-		t.Errorf("%s = %s\nwant kind sip, left, USER_UNAVAILABLE, 0 seconds", sipIdentity, dump(p))
+	p, agent := sc.reportedSIP(t, rep)
+	if p.Kind != "sip" || p.State != "left" || p.DisconnectReason != reason.String() || p.Seconds != 0 {
+		t.Errorf("%s = %s\nwant kind sip, left, %v, 0 seconds", sipIdentity, dump(p), reason)
 	}
 	c := p.Sip
-	checkSIPIdentity(t, c)
-	if c.Outcome != "no_answer" || c.CallStatus != "ringing" || c.AnsweredAt != nil || c.TalkSeconds != 0 {
-		t.Errorf("sip = %s\nwant outcome no_answer, call_status ringing, no answered_at, talk 0", dump(c))
+	sc.checkIdentity(t, c)
+	if c.Outcome != outcome || c.CallStatus != "ringing" || c.AnsweredAt != nil || c.TalkSeconds != 0 {
+		t.Errorf("sip = %s\nwant outcome %s, call_status ringing, no answered_at, talk 0", dump(c), outcome)
 	}
 	if k := rep.ParticipantSecondsByKind; k["sip"] != 0 || !near(rep.ParticipantSeconds, agent.Seconds, 0.0015) || agent.Seconds <= 0 {
 		t.Errorf("participant_seconds %v by kind %v, agent %v: want the agent's time only, sip 0", rep.ParticipantSeconds, k, agent.Seconds)
 	}
+	return sc
+}
 
-	captureSIP(t, sc, sipNoAnswerDir, sipNoAnswerReadme)
+// The inbound call of TestSIPInboundAnswered, as livekit-sip joins it
+// after EvaluateDispatchRule: identity "sip_" + the caller, phone number
+// the caller, the dispatch rule's id.
+var sipInboundCall = lkserver.SIPCall{
+	CallID:           "SCL_e2eInbound01",
+	TrunkID:          "ST_e2eInTrunk01",
+	RuleID:           "SDR_e2eRule01",
+	PhoneNumber:      "+15550142",
+	TrunkPhoneNumber: "+15550199",
+	Hostname:         "pbx.example.com",
+	Status:           "ringing",
+}
+
+const sipInboundIdentity = "sip_+15550142"
+
+// TestSIPInboundAnswered: a caller dials in; livekit-sip joins the room the
+// dispatch rule names (agent-A, dispatched with the room, is there) ringing
+// (inbound.go joinRoom), sets active once the room subscribed to it, they
+// talk 3 s and the caller hangs up (hangup, CLIENT_INITIATED). An inbound
+// call is answered when its participant joins: direction inbound,
+// answered_at = joined_at (joinedAtMs), talk_seconds = seconds =
+// participant_left's createdAt - joinedAtMs, disposition completed.
+func TestSIPInboundAnswered(t *testing.T) {
+	sc := startSIPRoom(t, "sip-call-inbound")
+	live := sc.joinSIP(t, sipInboundIdentity, sipInboundCall)
+	if c := live.Sip; c.Direction != "inbound" || c.RuleID != sipInboundCall.RuleID || c.CallStatus != "ringing" ||
+		c.AnsweredAt == nil || !c.AnsweredAt.Equal(live.JoinedAt) {
+		t.Errorf("live view of the inbound call = %s, joined_at %s\nwant inbound, rule %s, ringing, answered_at = joined_at",
+			dump(c), live.JoinedAt, sipInboundCall.RuleID)
+	}
+	sc.sip.SetStatus(t, "active") // acceptCall, once subscribed
+	time.Sleep(talkFor)           // they talk (wall time, not a sync)
+	sc.sip.Hangup(t)
+	sc.e.rec.wait(t, stepTimeout, "participant_left "+sipInboundIdentity, isEvent(webhook.EventParticipantLeft, sc.room.Name, sipInboundIdentity))
+	rep, sent := sc.finish(t)
+
+	joinedMs := sc.checkJoin(t, sent, "ringing").GetJoinedAtMs()
+	left := sc.event(t, sent, webhook.EventParticipantLeft)
+	if la := left.GetParticipant().GetAttributes(); la[livekit.AttrSIPCallStatus] != "hangup" || la[livekit.AttrSIPAnswerTime] != "" ||
+		left.GetParticipant().GetDisconnectReason() != livekit.DisconnectReason_CLIENT_INITIATED {
+		t.Errorf("participant_left of %s: attributes %v reason %v; want hangup, no lk.sip.answerTime, CLIENT_INITIATED",
+			sipInboundIdentity, la, left.GetParticipant().GetDisconnectReason())
+	}
+	leftMs := left.GetCreatedAt() * 1000
+	wantTalk := float64(leftMs-joinedMs) / 1000
+	t.Logf("joined %d, left %d: talk %.3fs", joinedMs, leftMs, wantTalk)
+	if wantTalk < talkFor.Seconds()-1 {
+		t.Errorf("talk %.3fs from the server's times, want about the %v talked", wantTalk, talkFor)
+	}
+
+	if rep.Disposition != "completed" {
+		t.Errorf("disposition = %q, want completed (an answered call)", rep.Disposition)
+	}
+	p, agent := sc.reportedSIP(t, rep)
+	if p.Kind != "sip" || p.State != "left" || p.DisconnectReason != "CLIENT_INITIATED" || p.LeftAt == nil ||
+		p.LeftAt.UnixMilli() != leftMs || p.JoinedAt.UnixMilli() != joinedMs {
+		t.Errorf("%s = %s\nwant kind sip, left at %d (participant_left createdAt), joined at %d, CLIENT_INITIATED",
+			sipInboundIdentity, dump(p), leftMs, joinedMs)
+	}
+	c := p.Sip
+	sc.checkIdentity(t, c)
+	if c.Outcome != "answered" || c.CallStatus != "hangup" || c.AnsweredAt == nil || c.AnsweredAt.UnixMilli() != joinedMs {
+		t.Errorf("sip = %s\nwant outcome answered, call_status hangup, answered_at = joined_at %s",
+			dump(c), time.UnixMilli(joinedMs).UTC().Format(time.RFC3339Nano))
+	}
+	k := rep.ParticipantSecondsByKind
+	if !near(c.TalkSeconds, wantTalk, 0.0015) || !near(p.Seconds, wantTalk, 0.0015) || !near(k["sip"], wantTalk, 0.0015) {
+		t.Errorf("talk_seconds %v, seconds %v, by kind %v; want left - joined = %.3f", c.TalkSeconds, p.Seconds, k, wantTalk)
+	}
+	if !near(rep.ParticipantSeconds, agent.Seconds+wantTalk, 0.002) {
+		t.Errorf("participant_seconds = %v, want agent %v + talk %.3f", rep.ParticipantSeconds, agent.Seconds, wantTalk)
+	}
 }
 
 // TestSIPOutboundAnsweredStatusOnly documents a limit: the open-source

@@ -14,8 +14,10 @@ import (
 
 // A SIP call's participant, joined the way livekit-sip joins a room for an
 // outbound call (github.com/livekit/sip at be5d3f5, pkg/sip/room.go Connect
-// and pkg/sip/outbound.go): no SIP service runs here, but livekit-server
-// sees exactly the participant livekit-sip would be.
+// and pkg/sip/outbound.go), or for an inbound one (pkg/sip/inbound.go, read
+// at 0032012: sip.ruleID among the attributes, "ringing" at join): no SIP
+// service runs here, but livekit-server sees exactly the participant
+// livekit-sip would be.
 //
 //   - The token is protocol's sip.BuildSIPToken (sipToken) (kind SIP,
 //     canUpdateOwnMetadata) carrying only the attributes livekit-sip puts in
@@ -34,13 +36,22 @@ import (
 //     USER_UNAVAILABLE, USER_REJECTED), a leave request livekit-server
 //     1.13.5 maps to that reason in participant_left.
 
-// SIPCall describes the outbound call of JoinSIP.
+// SIPCall describes the call of JoinSIP.
 type SIPCall struct {
 	CallID, TrunkID string
-	// PhoneNumber is the callee, TrunkPhoneNumber the trunk's number,
-	// Hostname the callee's SIP host (set unless the request hid the
-	// number; rpc.NewCreateSIPParticipantRequest).
+	// RuleID is the dispatch rule of an inbound call (sip.ruleID, set by
+	// the dispatch rule's evaluation); empty for an outbound call.
+	RuleID string
+	// PhoneNumber is the number outside LiveKit (the callee of an outbound
+	// call, the caller of an inbound one), TrunkPhoneNumber the trunk's
+	// number, Hostname the other side's SIP host (set unless the number is
+	// hidden; rpc.NewCreateSIPParticipantRequest, EvaluateDispatchRule).
 	PhoneNumber, TrunkPhoneNumber, Hostname string
+	// Status is sip.callStatus at join: "" is "dialing" (outbound
+	// connectToRoom); livekit-sip joins an inbound call "ringing"
+	// (inbound.go joinRoom, without a PIN prompt) and sets "active" once
+	// the room subscribed to it.
+	Status string
 }
 
 // SIPParticipant is a joined SIP participant.
@@ -61,9 +72,9 @@ var tokenAttrs = []string{
 	livekit.AttrSIPPhoneNumber,
 }
 
-// JoinSIP joins identity to room as livekit-sip's participant of an
-// outbound call that is dialing, publishing its audio, and waits until
-// livekit-server holds its attributes.
+// JoinSIP joins identity to room as livekit-sip's participant of call
+// (outbound and dialing, or as call.RuleID and call.Status say), publishing
+// its audio, and waits until livekit-server holds its attributes.
 func JoinSIP(t testing.TB, srv *Server, room, identity string, call SIPCall) *SIPParticipant {
 	t.Helper()
 	attrs := map[string]string{
@@ -73,6 +84,12 @@ func JoinSIP(t testing.TB, srv *Server, room, identity string, call SIPCall) *SI
 		livekit.AttrSIPHostName:    call.Hostname,
 		livekit.AttrSIPTrunkNumber: call.TrunkPhoneNumber,
 		livekit.AttrSIPCallStatus:  "dialing",
+	}
+	if call.RuleID != "" {
+		attrs[livekit.AttrSIPDispatchRuleID] = call.RuleID
+	}
+	if call.Status != "" {
+		attrs[livekit.AttrSIPCallStatus] = call.Status
 	}
 	inToken := map[string]string{}
 	for _, k := range tokenAttrs {
