@@ -3,7 +3,6 @@ package lifecycle
 import (
 	"cmp"
 	"slices"
-	"sort"
 	"time"
 
 	"github.com/livekit/protocol/livekit"
@@ -139,15 +138,8 @@ func compareSnapshots(a, b egressSnapshot) int {
 // (created if missing), copying the slice first.
 func foldEgressEvent(list []EgressState, ev *livekit.WebhookEvent) []EgressState {
 	id := ev.GetEgressInfo().GetEgressId()
-	i := sort.Search(len(list), func(i int) bool { return list[i].ID >= id })
-	out := make([]EgressState, 0, len(list)+1)
-	out = append(out, list[:i]...)
-	if i < len(list) && list[i].ID == id {
-		out = append(out, list[i:]...)
-	} else {
-		out = append(out, EgressState{ID: id})
-		out = append(out, list[i:]...)
-	}
+	out, i, _ := upsert(list, id, func(e *EgressState) string { return e.ID },
+		func() EgressState { return EgressState{ID: id} })
 	e := &out[i]
 	e.Started = e.Started || ev.GetEvent() == EventEgressStarted
 	e.Ended = e.Ended || ev.GetEvent() == EventEgressEnded

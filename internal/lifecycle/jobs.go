@@ -64,16 +64,8 @@ func jobAfter(a int32, au int64, ae string, b int32, bu int64, be string) bool {
 // It never writes into list's backing array.
 func foldJob(list []JobState, job *livekit.Job, at int64) []JobState {
 	id := job.GetId()
-	i := sort.Search(len(list), func(i int) bool { return list[i].ID >= id })
-	out := make([]JobState, 0, len(list)+1)
-	out = append(out, list[:i]...)
-	fresh := i == len(list) || list[i].ID != id
-	if fresh {
-		out = append(out, JobState{ID: id})
-		out = append(out, list[i:]...)
-	} else {
-		out = append(out, list[i:]...)
-	}
+	out, i, fresh := upsert(list, id, func(j *JobState) string { return j.ID },
+		func() JobState { return JobState{ID: id} })
 	j := &out[i]
 	j.Agent = minNonEmpty(j.Agent, job.GetAgentName())
 	st := job.GetState()

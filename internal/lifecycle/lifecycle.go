@@ -424,15 +424,8 @@ func (s *State) foldParticipant(info *livekit.ParticipantInfo, at int64, extra f
 	if psid == "" {
 		return
 	}
-	i := sort.Search(len(s.Participants), func(i int) bool { return s.Participants[i].SID >= psid })
-	ps := make([]ParticipantState, 0, len(s.Participants)+1)
-	ps = append(ps, s.Participants[:i]...)
-	if i < len(s.Participants) && s.Participants[i].SID == psid {
-		ps = append(ps, s.Participants[i:]...)
-	} else {
-		ps = append(ps, ParticipantState{SID: psid})
-		ps = append(ps, s.Participants[i:]...)
-	}
+	ps, i, _ := upsert(s.Participants, psid, func(p *ParticipantState) string { return p.SID },
+		func() ParticipantState { return ParticipantState{SID: psid} })
 	p := &ps[i]
 	p.Identity = minNonEmpty(p.Identity, info.GetIdentity())
 	p.Kind = max(p.Kind, int32(info.GetKind()))
@@ -450,15 +443,8 @@ func (s *State) foldParticipant(info *livekit.ParticipantInfo, at int64, extra f
 }
 
 func foldIngress(list []IngressState, id string, started, ended bool) []IngressState {
-	i := sort.Search(len(list), func(i int) bool { return list[i].ID >= id })
-	out := make([]IngressState, 0, len(list)+1)
-	out = append(out, list[:i]...)
-	if i < len(list) && list[i].ID == id {
-		out = append(out, list[i:]...)
-	} else {
-		out = append(out, IngressState{ID: id})
-		out = append(out, list[i:]...)
-	}
+	out, i, _ := upsert(list, id, func(g *IngressState) string { return g.ID },
+		func() IngressState { return IngressState{ID: id} })
 	out[i].Started = out[i].Started || started
 	out[i].Ended = out[i].Ended || ended
 	return out
@@ -655,6 +641,21 @@ func (s State) Session() Session {
 		out.Disposition = DispositionExpired
 	}
 	return out
+}
+
+// upsert returns a copy of list (sorted by id) holding an entry for id,
+// made by fresh when missing, and that entry's index: the copy-on-write
+// step of every per-id fold, so the state Apply was given is never
+// modified.
+func upsert[T any](list []T, id string, idOf func(*T) string, fresh func() T) (out []T, i int, created bool) {
+	i = sort.Search(len(list), func(i int) bool { return idOf(&list[i]) >= id })
+	created = i == len(list) || idOf(&list[i]) != id
+	out = make([]T, 0, len(list)+1)
+	out = append(out, list[:i]...)
+	if created {
+		out = append(out, fresh())
+	}
+	return append(out, list[i:]...), i, created
 }
 
 // insertString returns a new sorted slice with v added (or a copy-free s when
