@@ -90,30 +90,7 @@ func (s consoleSource) record(ctx context.Context, eng *engine.Engine, project, 
 	if sid == "" {
 		return nil, nil
 	}
-	order := slices.Concat(s.r.projects.all, []string{""})
-	if project != "" {
-		order = slices.Insert(order, 0, s.r.projects.resolve(project))
-	}
-	tried := map[string]bool{}
-	for _, p := range order {
-		if tried[p] {
-			continue
-		}
-		tried[p] = true
-		rooms := eng.Rooms.Project(p)
-		key, err := rooms.Key(ctx, sid)
-		if err != nil {
-			return nil, err
-		}
-		rec, _, err := rooms.Get(ctx, key)
-		if err != nil {
-			return nil, err
-		}
-		if rec != nil && rec.State.RoomSID != "" {
-			return rec, nil
-		}
-	}
-	return nil, nil
+	return roomInAnyProject(ctx, eng, s.r.projects.searchOrder(project), sid)
 }
 
 func (s consoleSource) Session(ctx context.Context, project, sid string) ([]byte, string, bool, error) {

@@ -117,6 +117,12 @@ func recordInProject(ctx context.Context, eng *engine.Engine, project, sessionID
 	if err != nil || !ok {
 		return nil, err
 	}
+	return roomInProject(ctx, eng, project, sid)
+}
+
+// roomInProject reads the record of room sid in project's view (nil when
+// there is none).
+func roomInProject(ctx context.Context, eng *engine.Engine, project, sid string) (*roomRecord, error) {
 	rooms := eng.Rooms.Project(project)
 	key, err := rooms.Key(ctx, sid)
 	if err != nil {
@@ -124,6 +130,18 @@ func recordInProject(ctx context.Context, eng *engine.Engine, project, sessionID
 	}
 	rec, _, err := rooms.Get(ctx, key)
 	return rec, err
+}
+
+// roomInAnyProject reads the record of room sid from the first of projects
+// that has it (nil when none has).
+func roomInAnyProject(ctx context.Context, eng *engine.Engine, projects []string, sid string) (*roomRecord, error) {
+	for _, p := range projects {
+		rec, err := roomInProject(ctx, eng, p, sid)
+		if err != nil || (rec != nil && rec.State.RoomSID != "") {
+			return rec, err
+		}
+	}
+	return nil, nil
 }
 
 // roomInProjects returns the session of the latest room sid seen under
@@ -148,12 +166,7 @@ func (r *Receiver) roomInProjects(ctx context.Context, name, q string) (Session,
 		if !found {
 			continue
 		}
-		rooms := eng.Rooms.Project(p)
-		key, err := rooms.Key(ctx, sid)
-		if err != nil {
-			return Session{}, false, err
-		}
-		rec, _, err := rooms.Get(ctx, key)
+		rec, err := roomInProject(ctx, eng, p, sid)
 		if err != nil {
 			return Session{}, false, err
 		}

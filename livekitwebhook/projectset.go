@@ -95,6 +95,21 @@ func (p projectSet) resolve(q string) string {
 	return q
 }
 
+// searchOrder is where a room sid is looked for: project q first (when
+// given), then every configured project, then the layout before projects.
+func (p projectSet) searchOrder(q string) []string {
+	order := make([]string, 0, len(p.all)+2)
+	if q != "" {
+		order = append(order, p.resolve(q))
+	}
+	for _, name := range slices.Concat(p.all, []string{""}) {
+		if !slices.Contains(order, name) {
+			order = append(order, name)
+		}
+	}
+	return order
+}
+
 // matches tells whether a session of project/apiKey answers ?project=q.
 func (p projectSet) matches(q, project, apiKey string) bool {
 	return q == "" || project == p.resolve(q) || apiKey == q

@@ -87,19 +87,9 @@ func (r *Receiver) SessionByRoomSID(ctx context.Context, sid string) (Session, b
 	if eng == nil {
 		return Session{}, false, ErrEngineUnavailable
 	}
-	for _, p := range append(slices.Clone(r.projects.all), "") {
-		rooms := eng.Rooms.Project(p)
-		key, err := rooms.Key(ctx, sid)
-		if err != nil {
-			return Session{}, false, err
-		}
-		rec, _, err := rooms.Get(ctx, key)
-		if err != nil {
-			return Session{}, false, err
-		}
-		if rec != nil {
-			return viewOf(rec), true, nil
-		}
+	rec, err := roomInAnyProject(ctx, eng, r.projects.searchOrder(""), sid)
+	if err != nil || rec == nil {
+		return Session{}, false, err
 	}
-	return Session{}, false, nil
+	return viewOf(rec), true, nil
 }
