@@ -74,28 +74,16 @@ const (
 )
 
 func recordingsOf(rs []lifecycle.Recording) []Recording {
-	if rs == nil {
-		return nil
-	}
-	out := make([]Recording, len(rs))
-	for i, r := range rs {
-		files := make([]RecordingFile, len(r.Files))
+	return mapAll(rs, func(r lifecycle.Recording) Recording {
+		files := make([]RecordingFile, len(r.Files)) // never null
 		for j, f := range r.Files {
 			files[j] = RecordingFile(f) // same fields: a field added there fails to compile here
 		}
-		out[i] = Recording{EgressID: r.EgressID, Status: r.Status, StartedAt: r.StartedAt, EndedAt: r.EndedAt,
+		return Recording{EgressID: r.EgressID, Status: r.Status, StartedAt: r.StartedAt, EndedAt: r.EndedAt,
 			DurationSeconds: r.DurationSeconds, Error: r.Error, Files: files}
-	}
-	return out
+	})
 }
 
 func anomaliesOf(as []lifecycle.Anomaly) []Anomaly {
-	if as == nil {
-		return nil
-	}
-	out := make([]Anomaly, len(as))
-	for i, a := range as {
-		out[i] = Anomaly(a)
-	}
-	return out
+	return mapAll(as, func(a lifecycle.Anomaly) Anomaly { return Anomaly(a) })
 }

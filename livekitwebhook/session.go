@@ -282,29 +282,32 @@ func reportOf(s lifecycle.Session) Report {
 	return r
 }
 
-func participantsOf(ps []lifecycle.Participant) []Participant {
-	if ps == nil {
-		return nil // null stays null in JSON
+// mapAll converts a slice of the state machine's view into the public one;
+// nil stays nil (null in JSON).
+func mapAll[From, To any](xs []From, f func(From) To) []To {
+	if xs == nil {
+		return nil
 	}
-	out := make([]Participant, len(ps))
-	for i, p := range ps {
-		out[i] = Participant{SID: p.SID, Identity: p.Identity, Kind: p.Kind, State: p.State,
-			JoinedAt: p.JoinedAt, LeftAt: p.LeftAt, Seconds: p.Seconds, DisconnectReason: p.DisconnectReason}
-		if p.Sip != nil {
-			c := SIPCall(*p.Sip) // same fields: a field added there fails to compile here
-			out[i].Sip = &c
-		}
+	out := make([]To, len(xs))
+	for i, x := range xs {
+		out[i] = f(x)
 	}
 	return out
 }
 
+func participantsOf(ps []lifecycle.Participant) []Participant {
+	return mapAll(ps, func(p lifecycle.Participant) Participant {
+		out := Participant{SID: p.SID, Identity: p.Identity, Kind: p.Kind, State: p.State,
+			JoinedAt: p.JoinedAt, LeftAt: p.LeftAt, Seconds: p.Seconds, DisconnectReason: p.DisconnectReason}
+		if p.Sip != nil {
+			c := SIPCall(*p.Sip) // same fields: a field added there fails to compile here
+			out.Sip = &c
+		}
+		return out
+	})
+}
+
+// Same fields: a field added on either side fails to compile here.
 func agentJobsOf(js []lifecycle.AgentJob) []AgentJob {
-	if js == nil {
-		return nil
-	}
-	out := make([]AgentJob, len(js))
-	for i, j := range js {
-		out[i] = AgentJob(j) // same fields: a field added there fails to compile here
-	}
-	return out
+	return mapAll(js, func(j lifecycle.AgentJob) AgentJob { return AgentJob(j) })
 }
