@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"maps"
 	"strconv"
 	"time"
 
@@ -189,11 +188,7 @@ func (p *processor) apply(ctx context.Context, ev *livekit.WebhookEvent, id, api
 		activeBefore = next.State.ActiveParticipants()
 		next.State, justApplied = lifecycle.Apply(next.State, ev)
 		if justApplied && id != "" {
-			next.AppliedMs = maps.Clone(appliedMsOf(cur))
-			if next.AppliedMs == nil {
-				next.AppliedMs = map[string]int64{}
-			}
-			next.AppliedMs[id] = time.Now().UnixMilli()
+			next.AppliedMs = stampedNow(next.AppliedMs, id)
 		}
 		if hooks := p.hooks.forEvent(ev.Event); justApplied && len(hooks) > 0 {
 			if next.Pending == nil {

@@ -14,14 +14,6 @@ type (
 	recordCache = engine.RoomCache
 )
 
-// appliedMs is the record's applied times (nil for no record).
-func appliedMsOf(rec *roomRecord) map[string]int64 {
-	if rec == nil {
-		return nil
-	}
-	return rec.AppliedMs
-}
-
 func newRecordCache(capacity int) *recordCache { return engine.NewRoomCache(capacity) }
 
 func legacyName(position uint) string { return engine.LegacyHookName(position) }

@@ -27,21 +27,29 @@ func (p *processor) trailHook(sid, id, event, hook string, err error) {
 	p.trail(sid, e)
 }
 
-// withHookOK returns a copy of m with the successful calls of hooks for
-// event id (eventSessionReport for the report's hooks) stamped now: the
-// console's record of successes, kept in the record write that settles
-// them rather than in a trail write per call.
+// withHookOK returns m with the successful calls of hooks for event id
+// (eventSessionReport for the report's hooks) stamped now: the console's
+// record of successes, kept in the record write that settles them rather
+// than in a trail write per call.
 func withHookOK(m map[string]int64, id string, hooks hookNames) map[string]int64 {
-	if len(hooks) == 0 {
+	keys := make([]string, len(hooks))
+	for i, h := range hooks {
+		keys[i] = engine.HookCallKey(id, h)
+	}
+	return stampedNow(m, keys...)
+}
+
+// stampedNow returns a copy of m (never written: it may be a cached
+// record's) with keys set to now, unix ms; m itself when there is no key.
+func stampedNow(m map[string]int64, keys ...string) map[string]int64 {
+	if len(keys) == 0 {
 		return m
 	}
-	out := maps.Clone(m)
-	if out == nil {
-		out = make(map[string]int64, len(hooks))
-	}
+	out := make(map[string]int64, len(m)+len(keys))
+	maps.Copy(out, m)
 	now := time.Now().UnixMilli()
-	for _, h := range hooks {
-		out[engine.HookCallKey(id, h)] = now
+	for _, k := range keys {
+		out[k] = now
 	}
 	return out
 }
