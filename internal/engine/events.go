@@ -90,25 +90,49 @@ func (ev *Events) AckFloor(ctx context.Context) (uint64, error) {
 // processor's ack floor can be unprocessed, so the read stays short however
 // long the stream.
 func (ev *Events) EachOfRoomSince(ctx context.Context, roomName, sid string, floor uint64, f func(eventID string) bool) error {
+	return ev.eachOfRoom(ctx, roomName, sid, floor, func(m *jetstream.RawStreamMsg) bool {
+		id := m.Header.Get(HeaderEventID)
+		return id == "" || f(id)
+	})
+}
+
+// eachOfRoom calls f with every stored event of room name roomName past
+// stream sequence floor that names room sid sid or no sid (the same name's
+// other sessions are skipped), subject by subject, until f returns false.
+func (ev *Events) eachOfRoom(ctx context.Context, roomName, sid string, floor uint64, f func(*jetstream.RawStreamMsg) bool) error {
 	for _, subject := range RoomEventsSubjects(roomName) {
-		for seq := floor + 1; ; {
-			m, err := ev.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
-			if errors.Is(err, jetstream.ErrMsgNotFound) {
-				break // none left
-			}
-			if err != nil {
-				return err
-			}
-			seq = m.Sequence + 1
+		more := true
+		err := eachOnSubject(ctx, ev.stream, subject, floor, func(m *jetstream.RawStreamMsg) bool {
 			if s := m.Header.Get(HeaderRoomSID); s != "" && s != sid {
-				continue // the same name's other sessions
+				return true
 			}
-			if id := m.Header.Get(HeaderEventID); id != "" && !f(id) {
-				return nil
-			}
+			more = f(m)
+			return more
+		})
+		if err != nil || !more {
+			return err
 		}
 	}
 	return nil
+}
+
+// eachOnSubject calls f with the messages of one subject past sequence
+// floor, in order, by direct gets (the stream's per-subject index: nothing
+// is left on the server), until f returns false or none is left.
+func eachOnSubject(ctx context.Context, stream jetstream.Stream, subject string, floor uint64, f func(*jetstream.RawStreamMsg) bool) error {
+	for seq := floor + 1; ; {
+		m, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !f(m) {
+			return nil
+		}
+		seq = m.Sequence + 1
+	}
 }
 
 // Consume delivers due and not-yet-due tasks to f, through the finalizer's
@@ -208,23 +232,13 @@ type StoredEvent struct {
 // subjects only.
 func (ev *Events) OfRoom(ctx context.Context, roomName, sid string, limit int) ([]StoredEvent, error) {
 	var out []StoredEvent
-	for _, subject := range RoomEventsSubjects(roomName) {
-		for seq := uint64(1); len(out) < limit; {
-			m, err := ev.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
-			if errors.Is(err, jetstream.ErrMsgNotFound) {
-				break
-			}
-			if err != nil {
-				return out, err
-			}
-			seq = m.Sequence + 1
-			s := m.Header.Get(HeaderRoomSID)
-			if s != "" && s != sid {
-				continue
-			}
-			out = append(out, StoredEvent{Seq: m.Sequence, StoredAt: m.Time.UTC(), ID: m.Header.Get(HeaderEventID),
-				Event: m.Header.Get(HeaderEvent), RoomSID: s, Body: m.Data})
-		}
+	if limit <= 0 {
+		return out, nil
 	}
-	return out, nil
+	err := ev.eachOfRoom(ctx, roomName, sid, 0, func(m *jetstream.RawStreamMsg) bool {
+		out = append(out, StoredEvent{Seq: m.Sequence, StoredAt: m.Time.UTC(), ID: m.Header.Get(HeaderEventID),
+			Event: m.Header.Get(HeaderEvent), RoomSID: m.Header.Get(HeaderRoomSID), Body: m.Data})
+		return len(out) < limit
+	})
+	return out, err
 }

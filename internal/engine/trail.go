@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -72,20 +71,15 @@ func (t *Trail) Record(sid string, e TrailEntry) {
 // reads the room's subject only (the stream's per-subject index).
 func (t *Trail) Of(ctx context.Context, sid string, limit int) ([]TrailEntry, error) {
 	var out []TrailEntry
-	subject := TrailSubject(sid)
-	for seq := uint64(1); len(out) < limit; {
-		m, err := t.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			break
-		}
-		if err != nil {
-			return out, err
-		}
-		seq = m.Sequence + 1
+	if limit <= 0 {
+		return out, nil
+	}
+	err := eachOnSubject(ctx, t.stream, TrailSubject(sid), 0, func(m *jetstream.RawStreamMsg) bool {
 		var e TrailEntry
 		if json.Unmarshal(m.Data, &e) == nil {
 			out = append(out, e)
 		}
-	}
-	return out, nil
+		return len(out) < limit
+	})
+	return out, err
 }
